@@ -1,0 +1,41 @@
+# focalcal: `make demo` runs the main job, `make test` runs the tests. Both set everything up first.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# Real CIFAR-10 as image folders: the project's shared copy when present, else ./data (see README).
+FOCALCAL_DATA ?= $(if $(wildcard ../shared/data/cifar10),$(abspath ../shared/data),$(abspath data))
+export FOCALCAL_DATA
+
+.PHONY: setup system-deps demo test bench lint clean
+
+$(BIN)/focalcal: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+setup: $(BIN)/focalcal system-deps
+
+# Fashion-MNIST (a far-OOD set that exists offline) comes from Debian.
+system-deps:
+	@if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's dataset-fashion-mnist"; \
+		(apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null) \
+		  || echo "warning: could not install dataset-fashion-mnist (need root); OOD tests on it will fail"; \
+	fi
+
+demo: setup
+	$(BIN)/focalcal demo --out runs/demo
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python benchmarks/metrics_speed.py
+	$(BIN)/python benchmarks/train_throughput.py
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,22 @@
+"""Data: datasets as uint8 tensors, the paper's splits, on-device batch augmentation."""
+
+from .augment import random_crop_flip
+from .datasets import DATA_ENV, DATASETS, ImageData, default_cache_dir, load_dataset, resolve_data_dir
+from .errors import DataError
+from .loader import DeviceLoader
+from .splits import DataSplits, channel_stats, make_splits
+
+__all__ = [
+    "DATASETS",
+    "DATA_ENV",
+    "DataError",
+    "DataSplits",
+    "DeviceLoader",
+    "ImageData",
+    "channel_stats",
+    "default_cache_dir",
+    "load_dataset",
+    "make_splits",
+    "random_crop_flip",
+    "resolve_data_dir",
+]

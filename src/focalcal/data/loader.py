@@ -1,0 +1,74 @@
+"""Batches from uint8 tensors that live on the training device; augmentation and normalisation per batch."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+from .augment import random_crop_flip
+
+
+class DeviceLoader:
+    """Iterate ``(images float32 [B, C, H, W] normalised, labels int64 [B])`` batches.
+
+    The uint8 images are moved to ``device`` once. Each epoch draws its shuffling and augmentation from a
+    generator seeded with ``(seed, epoch)``, so a resumed run sees exactly the batches it would have seen.
+    Normalisation ``(x / 255 - mean) / std`` is one fused multiply-add per batch.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        *,
+        batch_size: int,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        device: torch.device | str = "cpu",
+        shuffle: bool = False,
+        augment: bool = False,
+        seed: int = 0,
+        channels_last: bool = False,
+    ):
+        if images.dtype != torch.uint8:
+            raise TypeError(f"DeviceLoader expects uint8 images, got {images.dtype}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.device = torch.device(device)
+        self.images = images.to(self.device)
+        self.labels = labels.to(self.device)
+        self.batch_size = int(batch_size)
+        self.shuffle, self.augment, self.seed = shuffle, augment, seed
+        self.channels_last = channels_last
+        std_t = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+        mean_t = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+        self._scale = 1.0 / (255.0 * std_t)
+        self._shift = -mean_t / std_t
+
+    def __len__(self) -> int:
+        return (self.images.shape[0] + self.batch_size - 1) // self.batch_size
+
+    @property
+    def num_samples(self) -> int:
+        return self.images.shape[0]
+
+    def normalise(self, images_u8: torch.Tensor) -> torch.Tensor:
+        x = torch.addcmul(self._shift, images_u8.float(), self._scale)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def epoch(self, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        n = self.images.shape[0]
+        order = torch.randperm(n, generator=g).to(self.device) if self.shuffle else None
+        for start in range(0, n, self.batch_size):
+            if order is None:
+                x, y = self.images[start : start + self.batch_size], self.labels[start : start + self.batch_size]
+            else:
+                idx = order[start : start + self.batch_size]
+                x, y = self.images[idx], self.labels[idx]
+            if self.augment:
+                x = random_crop_flip(x, 4, generator=g)
+            yield self.normalise(x), y
+
+    __iter__ = epoch
