@@ -9,8 +9,9 @@ def n_params(m):
     return sum(p.numel() for p in m.parameters())
 
 
-@pytest.mark.parametrize("name,expected", [("resnet20", 0.27e6), ("resnet32", 0.46e6), ("resnet56", 0.85e6),
-                                           ("resnet110", 1.7e6)])
+@pytest.mark.parametrize(
+    "name,expected", [("resnet20", 0.27e6), ("resnet32", 0.46e6), ("resnet56", 0.85e6), ("resnet110", 1.7e6)]
+)
 def test_thin_resnets_match_he_et_al_parameter_counts(name, expected):
     # He et al. 2016, Table 6 (CIFAR-10): 0.27M, 0.46M, 0.85M, 1.7M parameters
     assert n_params(build_model(name, 10)) == pytest.approx(expected, rel=0.03)

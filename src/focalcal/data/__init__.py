@@ -1,9 +1,11 @@
 """Data: datasets as uint8 tensors, the paper's splits, on-device batch augmentation."""
 
 from .augment import random_crop_flip
+from .corruptions import available_corruptions, corrupt
 from .datasets import DATA_ENV, DATASETS, ImageData, default_cache_dir, load_dataset, resolve_data_dir
 from .errors import DataError
 from .loader import DeviceLoader
+from .ood import OODSet, describe_ood_sets, load_ood_set
 from .splits import DataSplits, channel_stats, make_splits
 
 __all__ = [
@@ -13,9 +15,14 @@ __all__ = [
     "DataSplits",
     "DeviceLoader",
     "ImageData",
+    "OODSet",
+    "available_corruptions",
     "channel_stats",
+    "corrupt",
     "default_cache_dir",
+    "describe_ood_sets",
     "load_dataset",
+    "load_ood_set",
     "make_splits",
     "random_crop_flip",
     "resolve_data_dir",

@@ -10,8 +10,9 @@ import torch
 import torch.nn.functional as F
 
 
-def random_crop_flip(images: torch.Tensor, padding: int = 4, *, generator: torch.Generator | None = None,
-                     flip: bool = True) -> torch.Tensor:
+def random_crop_flip(
+    images: torch.Tensor, padding: int = 4, *, generator: torch.Generator | None = None, flip: bool = True
+) -> torch.Tensor:
     """Randomly crop (after zero padding) and flip a batch.
 
     Args:

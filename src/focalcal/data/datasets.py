@@ -16,7 +16,10 @@ DATA_ENV = "FOCALCAL_DATA"
 CACHE_ENV = "FOCALCAL_CACHE"
 
 # name -> (torchvision class name, torchvision's folder name, number of classes)
-_TORCHVISION = {"cifar10": ("CIFAR10", "cifar-10-batches-py", 10), "cifar100": ("CIFAR100", "cifar-100-python", 100)}
+_TORCHVISION = {
+    "cifar10": ("CIFAR10", "cifar-10-batches-py", 10),
+    "cifar100": ("CIFAR100", "cifar-100-python", 100),
+}
 DATASETS = ("cifar10", "cifar100", "imagefolder")
 
 
@@ -63,7 +66,9 @@ def _from_folders(name: str, folder: Path, image_size: int | None, cache_dir: Pa
             f"({len(classes)} vs {len(test_classes)}); they must match"
         )
     if train_x.shape[1:] != test_x.shape[1:]:
-        raise DataError(f"{folder}: train images are {tuple(train_x.shape[1:])}, test {tuple(test_x.shape[1:])}")
+        raise DataError(
+            f"{folder}: train images are {tuple(train_x.shape[1:])}, test {tuple(test_x.shape[1:])}"
+        )
     return ImageData(name, train_x, train_y, test_x, test_y, classes)
 
 

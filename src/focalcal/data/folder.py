@@ -7,8 +7,8 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import torch
 import numpy as np
+import torch
 from PIL import Image, UnidentifiedImageError
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
@@ -66,7 +66,9 @@ def decode_split(
     except (FileNotFoundError, OSError) as exc:
         raise DataError(f"no image folders in {split_dir}: expected {split_dir}/<class>/<image>.png") from exc
     if not samples:
-        raise DataError(f"no images found under {split_dir}/<class>/ (extensions {', '.join(IMG_EXTENSIONS)})")
+        raise DataError(
+            f"no images found under {split_dir}/<class>/ (extensions {', '.join(IMG_EXTENSIONS)})"
+        )
 
     cache_file = None
     if cache_dir is not None:

@@ -63,7 +63,10 @@ class DeviceLoader:
         order = torch.randperm(n, generator=g).to(self.device) if self.shuffle else None
         for start in range(0, n, self.batch_size):
             if order is None:
-                x, y = self.images[start : start + self.batch_size], self.labels[start : start + self.batch_size]
+                x, y = (
+                    self.images[start : start + self.batch_size],
+                    self.labels[start : start + self.batch_size],
+                )
             else:
                 idx = order[start : start + self.batch_size]
                 x, y = self.images[idx], self.labels[idx]

@@ -36,7 +36,9 @@ class DataSplits:
 def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Exact per-channel mean and (population) std of uint8 images ``[N, C, H, W]``, on the 0..1 scale."""
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[0] == 0:
-        raise DataError(f"channel_stats expects non-empty uint8 [N, C, H, W], got {images.dtype} {tuple(images.shape)}")
+        raise DataError(
+            f"channel_stats expects non-empty uint8 [N, C, H, W], got {images.dtype} {tuple(images.shape)}"
+        )
     values = torch.arange(256, dtype=torch.float64) / 255.0
     means, stds = [], []
     for c in range(images.shape[1]):
@@ -81,7 +83,10 @@ def make_splits(
     n = data.train_images.shape[0]
     n_val = int(round(val_size * n)) if isinstance(val_size, float) else int(val_size)
     if not 0 < n_val < n:
-        raise DataError(f"validation size must leave training data: got {n_val} of {n} images")
+        raise DataError(
+            f"validation size must leave training data: got {n_val} of {n} images; "
+            "pass a smaller --val-size (a count or a fraction such as 0.1)"
+        )
     g = torch.Generator().manual_seed(split_seed)
     perm = torch.randperm(n, generator=g)
     val_idx = perm[:n_val]

@@ -6,6 +6,7 @@ registry, so analyses (e.g. the paper's Fig. 5, last-layer weight norm) never gu
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,10 +23,14 @@ class ModelSpec:
     classifier_attr: str = "fc"
 
 
+def _thin(depth: int, num_classes: int) -> nn.Module:
+    return ThinResNet(depth, num_classes)
+
+
 _REGISTRY: dict[str, ModelSpec] = {
     **{
         f"resnet{d}": ModelSpec(
-            (lambda d: lambda k: ThinResNet(d, k))(d),
+            functools.partial(_thin, d),
             f"He et al.'s thin CIFAR ResNet-{d} (16-32-64 channels); CPU-friendly",
         )
         for d in (20, 32, 44, 56, 110)

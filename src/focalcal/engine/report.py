@@ -1,0 +1,81 @@
+"""Write an evaluation's files into the run folder: report.json, report.md, reliability diagrams, logits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..plots import reliability_grid, save_figure
+from .checkpoint import atomic_write_bytes, write_json
+
+COLUMNS = [
+    ("error", "Error %"),
+    ("nll", "NLL"),
+    ("ece", "ECE %"),
+    ("adaptive_ece", "AdaECE %"),
+    ("classwise_ece", "Classwise-ECE %"),
+    ("mce", "MCE %"),
+    ("brier", "Brier"),
+]
+
+
+def metric_cells(m: dict[str, float]) -> list[str]:
+    """Table cells: error and the calibration errors in %, NLL in nats, Brier as a fraction."""
+    return [f"{m[k]:.4f}" if k in ("nll", "brier") else f"{100 * m[k]:.2f}" for k, _ in COLUMNS]
+
+
+def markdown_table(rows: list[tuple[str, dict[str, float]]], first: str = "") -> str:
+    head = "| " + " | ".join([first] + [c for _, c in COLUMNS]) + " |"
+    sep = "|" + "---|" * (len(COLUMNS) + 1)
+    body = ["| " + " | ".join([name] + metric_cells(m)) + " |" for name, m in rows]
+    return "\n".join([head, sep, *body])
+
+
+def report_markdown(report: dict[str, Any], title: str) -> str:
+    t = report["temperature"]
+    opts = ", ".join(f"{k}={v}" for k, v in report["loss_options"].items())
+    rows = [("before TS", report["test"]["before"])]
+    for method, m in report["test_after_by_method"].items():
+        rows.append((f"after TS ({method}, T={t[method]['value']:.3f})", m))
+    lines = [
+        f"# {title}",
+        "",
+        f"- dataset `{report['dataset']}`, model `{report['model']}`, loss `{report['loss']}`"
+        + (f" ({opts})" if opts else "")
+        + f", {report['epochs_trained']} epochs",
+        f"- train {report['n_train']}, validation {report['n_val']}, test {report['n_test']} images;"
+        f" {report['n_bins']} bins",
+        f"- temperature fitted on the validation split only (main method: `{report['ts_method']}`;"
+        " `nll` minimises validation NLL over log T, `ece_grid` is the paper's grid 0.1..10 by validation ECE)",
+        "",
+        "## Test split",
+        "",
+        markdown_table(rows),
+        "",
+        "Error and calibration errors in %, NLL in nats, Brier score (sum over classes) as a fraction.",
+        "",
+        "![before](reliability_before.png) ![after](reliability_after.png)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_evaluation(run_dir: str | Path, report: dict[str, Any], arrays: dict[str, Any]) -> list[Path]:
+    """Write report.json, report.md, reliability_before/after.png and logits.pt; returns the paths."""
+    run_dir = Path(run_dir)
+    write_json(run_dir / "report.json", report)
+    md = report_markdown(report, f"Evaluation of {run_dir.name}").encode()
+    atomic_write_bytes(run_dir / "report.md", lambda f: f.write(md))
+    paths = [run_dir / "report.json", run_dir / "report.md"]
+    for when in ("before", "after"):
+        title = f"{report['loss']}: {when} TS" + (
+            f" (T={arrays['temperature']:.2f})" if when == "after" else ""
+        )
+        fig = reliability_grid([(title, arrays[f"bins_{when}"], report["test"][when])])
+        paths += save_figure(fig, run_dir / f"reliability_{when}.png")
+    logits = {k: arrays[k] for k in ("val_logits", "val_labels", "test_logits", "test_labels")}
+    atomic_write_bytes(run_dir / "logits.pt", lambda f: torch.save(logits, f))
+    paths.append(run_dir / "logits.pt")
+    return paths

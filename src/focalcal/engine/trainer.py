@@ -1,0 +1,304 @@
+"""The training loop: the paper's protocol on uint8 data that lives on the training device.
+
+Each epoch: set the loss's epoch (scheduled losses), train with SGD (+ optional gradient clipping), step the
+lr schedule *after* the optimiser (the original code stepped it before), evaluate the validation split
+(NLL, ECE, accuracy) and optionally the training-dynamics statistics, write ``checkpoints/last.pt``
+atomically, then append one JSON line to ``log.jsonl``. ``resume=True`` continues from ``last.pt``; shuffling
+and augmentation are seeded per epoch, so a resumed run sees the same batches as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ..data import DataSplits, DeviceLoader, load_dataset, make_splits
+from ..losses import build_loss
+from ..metrics import calibration_summary
+from ..models import build_model, last_linear
+from .checkpoint import load_checkpoint, save_checkpoint, write_json
+from .config import TrainConfig
+from .device import autocast, resolve_device
+from .dynamics import split_nll_entropy
+
+CHECKPOINT = Path("checkpoints") / "last.pt"
+FINAL = Path("final.pt")
+LOG = Path("log.jsonl")
+CONFIG = Path("config.json")
+
+
+class RunExistsError(ValueError):
+    """The run folder already holds a run and neither resume nor overwrite was asked for."""
+
+
+def prepare_data(config: TrainConfig, *, download: bool = False) -> DataSplits:
+    """Load the configured dataset and make the train / validation / test splits."""
+    data = load_dataset(config.dataset, config.data_dir, download=download, image_size=config.image_size)
+    return make_splits(
+        data,
+        val_size=config.val_size,
+        split_seed=config.split_seed,
+        train_size=config.train_size,
+        test_size=config.test_size,
+    )
+
+
+@torch.inference_mode()
+def predict_logits(model: torch.nn.Module, loader: DeviceLoader, *, amp: bool = False) -> torch.Tensor:
+    """Logits ``[N, K]`` float32 on the CPU, in loader order, with the model in eval mode."""
+    was_training = model.training
+    model.eval()
+    outs = []
+    for x, _ in loader.epoch(0):
+        with autocast(loader.device, amp):
+            outs.append(model(x).float())
+    model.train(was_training)
+    return torch.cat(outs).cpu()
+
+
+class Trainer:
+    """Train one run into ``run_dir``.
+
+    Args:
+        config: the run's configuration (validated here).
+        run_dir: output folder (created).
+        data: pre-loaded splits (tests and the demo share one load); ``None`` loads them from the config.
+        download: let torchvision download CIFAR if it is missing.
+        progress: show tqdm bars.
+        echo: called with one human-readable line per epoch (the CLI passes ``tqdm.write``); ``None``: silent.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        run_dir: str | Path,
+        *,
+        data: DataSplits | None = None,
+        download: bool = False,
+        progress: bool = True,
+        echo: Callable[[str], None] | None = None,
+    ):
+        config.validate()
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.progress = progress
+        self.echo = echo or (lambda _msg: None)
+        self.device = resolve_device(config.device)
+        on_cuda = self.device.type == "cuda"
+        self.amp = on_cuda if config.amp is None else bool(config.amp)
+        self.channels_last = on_cuda if config.channels_last is None else bool(config.channels_last)
+        self.data = data if data is not None else prepare_data(config, download=download)
+
+        torch.manual_seed(config.seed)
+        self.model = build_model(config.model, self.data.num_classes).to(self.device)
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        # labels come from the data pipeline (always in [0, K)): skip the loss's per-step label check,
+        # which would cost a host-device sync per step on CUDA
+        options = {"validate": False, **config.loss_options}
+        self.loss_fn = build_loss(config.loss, num_classes=self.data.num_classes, **options)
+        self.loss_fn.to(self.device)
+        self.optimizer = torch.optim.SGD(
+            self.model.parameters(),
+            lr=config.lr,
+            momentum=config.momentum,
+            nesterov=config.nesterov,
+            weight_decay=config.weight_decay,
+        )
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
+            self.optimizer, milestones=config.resolved_milestones(), gamma=config.lr_gamma
+        )
+        self.step_model = self._maybe_compile(self.model)
+
+        d, mk = self.data, self._loader
+        self.train_loader = mk(
+            d.train_images, d.train_labels, config.batch_size, shuffle=True, augment=config.augment
+        )
+        self.val_loader = mk(d.val_images, d.val_labels, config.eval_batch_size)
+        self.test_loader = mk(d.test_images, d.test_labels, config.eval_batch_size)
+        n_dyn = min(config.dynamics_train_size, d.train_images.shape[0])
+        self.dyn_train_loader = (
+            mk(d.train_images[:n_dyn], d.train_labels[:n_dyn], config.eval_batch_size) if n_dyn > 0 else None
+        )
+
+    def _loader(self, images, labels, batch_size, *, shuffle=False, augment=False) -> DeviceLoader:
+        return DeviceLoader(
+            images,
+            labels,
+            batch_size=batch_size,
+            mean=self.data.mean,
+            std=self.data.std,
+            device=self.device,
+            shuffle=shuffle,
+            augment=augment,
+            seed=self.config.seed,
+            channels_last=self.channels_last,
+        )
+
+    def _maybe_compile(self, model: torch.nn.Module) -> torch.nn.Module:
+        if not self.config.compile:
+            return model
+        try:
+            return torch.compile(model)
+        except Exception as exc:  # compile is an optimisation: fall back, and say so
+            self.echo(f"torch.compile unavailable ({exc}); training uncompiled")
+            return model
+
+    # -- state -------------------------------------------------------------------------------------------
+    def _state(self, epoch: int) -> dict[str, Any]:
+        return {
+            "epoch": epoch,
+            "config": self.config.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "loss": self.loss_fn.state_dict(),
+            "mean": self.data.mean,
+            "std": self.data.std,
+            "classes": self.data.classes,
+        }
+
+    def _restore(self) -> int:
+        state = load_checkpoint(self.run_dir / CHECKPOINT, map_location=self.device)
+        saved = TrainConfig.from_dict(state["config"])
+        if saved.to_dict() != self.config.to_dict():
+            diff = {
+                k: (v, self.config.to_dict()[k])
+                for k, v in saved.to_dict().items()
+                if self.config.to_dict()[k] != v
+            }
+            raise ValueError(f"cannot resume: the configuration differs from the checkpoint's: {diff}")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.loss_fn.load_state_dict(state["loss"])
+        return int(state["epoch"])
+
+    def _prepare_run_dir(self, resume: bool, overwrite: bool) -> int:
+        has_run = (self.run_dir / CHECKPOINT).exists() or (self.run_dir / FINAL).exists()
+        if has_run and resume:
+            start = self._restore()
+            self._truncate_log(start)
+            return start
+        if has_run and not overwrite:
+            raise RunExistsError(
+                f"{self.run_dir} already holds a run; pass --resume to continue it, "
+                "--overwrite to start again, or choose another --out"
+            )
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        for stale in (CHECKPOINT, FINAL, LOG):
+            (self.run_dir / stale).unlink(missing_ok=True)
+        write_json(self.run_dir / CONFIG, self.config.to_dict())
+        return 0
+
+    def _truncate_log(self, completed: int) -> None:
+        path = self.run_dir / LOG
+        if path.exists():
+            lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+            kept = [ln for ln in lines if json.loads(ln)["epoch"] <= completed]
+            path.write_text("".join(ln + "\n" for ln in kept))
+
+    # -- loop --------------------------------------------------------------------------------------------
+    def fit(self, *, resume: bool = False, overwrite: bool = False) -> Path:
+        """Train for ``config.epochs`` epochs (continuing from ``last.pt`` with ``resume``); returns run_dir."""
+        start = self._prepare_run_dir(resume, overwrite)
+        if start:
+            self.echo(f"resuming {self.run_dir} after epoch {start}")
+        for epoch in range(start, self.config.epochs):
+            record = self._run_epoch(epoch)
+            save_checkpoint(self._state(epoch + 1), self.run_dir / CHECKPOINT)
+            with open(self.run_dir / LOG, "a") as f:
+                f.write(json.dumps(record) + "\n")
+            self.echo(
+                f"epoch {record['epoch']}/{self.config.epochs}  loss {record['train_loss']:.4f}  "
+                f"train acc {record['train_acc']:.4f}  val acc {record['val_acc']:.4f}  "
+                f"val nll {record['val_nll']:.4f}  val ece {record['val_ece']:.4f}  {record['seconds']:.1f}s"
+            )
+        final = {
+            k: v for k, v in self._state(self.config.epochs).items() if k not in ("optimizer", "scheduler")
+        }
+        save_checkpoint(final, self.run_dir / FINAL)
+        return self.run_dir
+
+    def _run_epoch(self, epoch: int) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        self.loss_fn.set_epoch(epoch, self.config.epochs)
+        lr = self.optimizer.param_groups[0]["lr"]
+        train_loss, train_acc = self._train_epoch(epoch)
+        train_seconds = time.perf_counter() - t0
+
+        val_logits = predict_logits(self.model, self.val_loader, amp=self.amp)
+        val = calibration_summary(logits=val_logits, labels=self.data.val_labels, n_bins=self.config.n_bins)
+        if getattr(self.loss_fn, "needs_validation", False):
+            self.loss_fn.update_from_validation(
+                val_logits.to(self.device), self.data.val_labels.to(self.device)
+            )
+        self.scheduler.step()
+        record: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "lr": lr,
+            "train_loss": train_loss,
+            "train_acc": train_acc,
+            "val_nll": val["nll"],
+            "val_ece": val["ece"],
+            "val_acc": 1.0 - val["error"],
+        }
+        gamma = getattr(self.loss_fn, "gamma", None)
+        if isinstance(gamma, (int, float)):
+            record["gamma"] = float(gamma)
+        record.update(self._dynamics())
+        record["train_seconds"] = train_seconds
+        record["seconds"] = time.perf_counter() - t0
+        return record
+
+    def _dynamics(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"fc_weight_norm": float(last_linear(self.model).weight.detach().norm())}
+        if self.dyn_train_loader is not None:
+            logits = predict_logits(self.model, self.dyn_train_loader, amp=self.amp)
+            stats = split_nll_entropy(logits, self.dyn_train_loader.labels.cpu())
+            out.update({f"train_eval_{k}": v for k, v in stats.items()})
+        if self.config.dynamics_test:
+            logits = predict_logits(self.model, self.test_loader, amp=self.amp)
+            out.update({f"test_{k}": v for k, v in split_nll_entropy(logits, self.data.test_labels).items()})
+        return out
+
+    def _train_epoch(self, epoch: int) -> tuple[float, float]:
+        model, loss_fn, opt, cfg = self.step_model, self.loss_fn, self.optimizer, self.config
+        self.model.train()
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        per_batch_mean = getattr(loss_fn, "reduction", "mean") == "mean"
+        batches = self.train_loader.epoch(epoch)
+        bar = tqdm(
+            batches,
+            total=len(self.train_loader),
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            leave=False,
+            disable=not self.progress,
+        )
+        for x, y in bar:
+            with autocast(self.device, self.amp):
+                logits = model(x)
+            loss = loss_fn(logits, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            opt.step()
+            with torch.no_grad():  # accumulated on the device; read once per epoch (no per-step sync)
+                loss_sum += loss.detach() * (y.shape[0] if per_batch_mean else 1)
+                correct += (logits.argmax(1) == y).sum()
+        n = self.train_loader.num_samples
+        loss_value = float(loss_sum) / n
+        if not torch.isfinite(torch.tensor(loss_value)):
+            raise FloatingPointError(
+                f"training loss became {loss_value} in epoch {epoch + 1}; lower --lr or enable --grad-clip"
+            )
+        return loss_value, float(correct) / n

@@ -1,0 +1,110 @@
+"""End to end through the command line on a small real CIFAR-10 subset."""
+
+import json
+
+import pytest
+
+from focalcal.cli.main import main
+
+
+def test_train_then_evaluate_writes_every_file(cifar_subset_root, tmp_path, capsys):
+    run = tmp_path / "run"
+    rc = main(
+        [
+            "train",
+            "--data-dir",
+            str(cifar_subset_root),
+            "--model",
+            "resnet20",
+            "--loss",
+            "flsd53",
+            "--epochs",
+            "2",
+            "--train-size",
+            "300",
+            "--val-size",
+            "200",
+            "--batch-size",
+            "64",
+            "--dynamics-train-size",
+            "50",
+            "--out",
+            str(run),
+            "--no-progress",
+            "--device",
+            "cpu",
+        ]
+    )
+    assert rc == 0
+    for name in (
+        "config.json",
+        "log.jsonl",
+        "checkpoints/last.pt",
+        "final.pt",
+        "report.json",
+        "report.md",
+        "reliability_before.png",
+        "reliability_after.png",
+        "logits.pt",
+    ):
+        assert (run / name).is_file() and (run / name).stat().st_size > 0, name
+    assert len((run / "log.jsonl").read_text().splitlines()) == 2
+
+    rc = main(["evaluate", str(run), "--n-bins", "10", "--ts-method", "ece_grid"])
+    assert rc == 0
+    report = json.loads((run / "report.json").read_text())
+    assert report["n_bins"] == 10 and report["n_test"] == 200 and report["ts_method"] == "ece_grid"
+    for split in ("before", "after"):
+        m = report["test"][split]
+        assert set(m) >= {"error", "nll", "ece", "adaptive_ece", "classwise_ece", "mce"}
+        assert all(0 <= m[k] <= 1 for k in ("error", "ece", "adaptive_ece", "classwise_ece", "mce"))
+    t = report["temperature"]["ece_grid"]["value"]
+    assert 0.1 <= t <= 10.0 and abs(round(t * 10) - t * 10) < 1e-6  # the paper's 0.1 grid
+    md = (run / "report.md").read_text()
+    assert "ECE %" in md and "after TS" in md
+    assert (run / "reliability_after.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    out = capsys.readouterr()
+    assert "test error" in out.out + out.err
+
+
+@pytest.mark.parametrize(
+    "flag,value,expected",
+    [("--model", "vgg99", "resnet20"), ("--loss", "hinge", "flsd53"), ("--dataset", "mnist9", "cifar100")],
+)
+def test_unknown_names_list_the_valid_ones(cifar_subset_root, tmp_path, capsys, flag, value, expected):
+    rc = main(
+        [
+            "train",
+            "--data-dir",
+            str(cifar_subset_root),
+            flag,
+            value,
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path / "x"),
+            "--no-progress",
+        ]
+    )
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert err.startswith("focalcal: error:") and value in err and expected in err
+    assert "Traceback" not in err
+
+
+def test_missing_data_is_one_clear_line(tmp_path, capsys):
+    rc = main(["train", "--data-dir", str(tmp_path / "empty"), "--epochs", "1", "--out", str(tmp_path / "x")])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "FOCALCAL_DATA" in err and "--data-dir" in err and "Traceback" not in err
+
+
+def test_evaluate_without_a_run_says_how_to_make_one(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path)]) == 2
+    assert "focalcal train" in capsys.readouterr().err
+
+
+def test_list_names_models_and_losses(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "resnet110_paper" in out and "flsd53" in out and "cpu_small" in out

@@ -1,0 +1,117 @@
+import json
+
+import pytest
+import torch
+
+from focalcal.data import load_dataset, make_splits
+from focalcal.engine import RunExistsError, TrainConfig, Trainer
+from focalcal.engine.checkpoint import load_checkpoint, save_checkpoint
+from focalcal.models import last_linear
+
+
+@pytest.fixture(scope="module")
+def tiny(cifar_subset_root):
+    data = load_dataset("cifar10", cifar_subset_root, cache_dir=None)
+    return make_splits(data, val_size=100, train_size=256, test_size=100)
+
+
+def _config(**kw):
+    base = dict(
+        model="resnet20",
+        loss="flsd53",
+        epochs=3,
+        batch_size=64,
+        device="cpu",
+        dynamics_train_size=64,
+        milestones=[1, 2],
+    )
+    return TrainConfig(**{**base, **kw})
+
+
+def test_log_has_protocol_fields_and_lr_steps_after_optimiser(tiny, tmp_path):
+    Trainer(_config(), tmp_path / "run", data=tiny, progress=False).fit()
+    lines = [json.loads(s) for s in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2, 3]
+    # lr used in each epoch: 0.1, then /10 after milestone 1, /100 after milestone 2
+    assert [r["lr"] for r in lines] == pytest.approx([0.1, 0.01, 0.001])
+    for r in lines:
+        for key in (
+            "train_loss",
+            "train_acc",
+            "val_nll",
+            "val_ece",
+            "val_acc",
+            "seconds",
+            "fc_weight_norm",
+            "test_nll_correct",
+            "test_entropy_incorrect",
+            "train_eval_nll",
+        ):
+            assert key in r, key
+        assert 0 <= r["val_ece"] <= 1 and r["val_nll"] > 0
+    ckpt = load_checkpoint(tmp_path / "run" / "final.pt")
+    assert ckpt["epoch"] == 3 and ckpt["mean"] == tiny.mean
+    # the logged weight norm is the checkpoint's
+    assert lines[-1]["fc_weight_norm"] == pytest.approx(float(ckpt["model"]["fc.weight"].norm()), rel=1e-6)
+    assert not list((tmp_path / "run").rglob("*.tmp")), "temporary checkpoint files left behind"
+
+
+def test_resume_after_crash_reproduces_uninterrupted_run(tiny, tmp_path, monkeypatch):
+    cfg = _config(loss="ce")
+    Trainer(cfg, tmp_path / "a", data=tiny, progress=False).fit()
+
+    crashing = Trainer(cfg, tmp_path / "b", data=tiny, progress=False)
+    original = Trainer._run_epoch
+
+    def crash_on_third(self, epoch):
+        if epoch == 2:
+            raise KeyboardInterrupt("simulated crash")
+        return original(self, epoch)
+
+    monkeypatch.setattr(Trainer, "_run_epoch", crash_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        crashing.fit()
+    monkeypatch.setattr(Trainer, "_run_epoch", original)
+    assert len((tmp_path / "b" / "log.jsonl").read_text().splitlines()) == 2
+    with pytest.raises(RunExistsError, match="--resume"):
+        Trainer(cfg, tmp_path / "b", data=tiny, progress=False).fit()
+    Trainer(cfg, tmp_path / "b", data=tiny, progress=False).fit(resume=True)
+
+    a = load_checkpoint(tmp_path / "a" / "final.pt")["model"]
+    b = load_checkpoint(tmp_path / "b" / "final.pt")["model"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+    log_a = [json.loads(s)["train_loss"] for s in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    log_b = [json.loads(s)["train_loss"] for s in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    assert log_b == pytest.approx(log_a, rel=1e-5)
+
+
+def test_resume_refuses_a_different_config(tiny, tmp_path):
+    Trainer(_config(epochs=1), tmp_path / "r", data=tiny, progress=False).fit()
+    with pytest.raises(ValueError, match="cannot resume.*loss"):
+        Trainer(_config(epochs=1, loss="ce"), tmp_path / "r", data=tiny, progress=False).fit(resume=True)
+
+
+def test_atomic_checkpoint_keeps_old_file_when_write_fails(tmp_path):
+    path = tmp_path / "c.pt"
+    save_checkpoint({"v": 1}, path)
+
+    class Boom:
+        def __reduce__(self):
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        save_checkpoint({"v": Boom()}, path)
+    assert load_checkpoint(path)["v"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+
+
+def test_milestones_scale_with_epochs():
+    assert TrainConfig(epochs=350).resolved_milestones() == [150, 250]
+    assert TrainConfig(epochs=35).resolved_milestones() == [15, 25]
+    assert TrainConfig(epochs=30).resolved_milestones() == [13, 21]
+
+
+def test_weight_norm_found_by_registry(tiny, tmp_path):
+    t = Trainer(_config(epochs=1), tmp_path / "w", data=tiny, progress=False)
+    assert last_linear(t.model) is t.model.fc
