@@ -74,6 +74,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     trainer = Trainer(config, args.out, download=args.download, progress=not args.no_progress, echo=_echo)
     trainer.fit(resume=args.resume, overwrite=args.overwrite)
+    if not trainer.dist.is_main:  # under torchrun only rank 0 reports
+        return 0
     _echo(f"trained {config.model} with {config.loss} for {config.epochs} epochs -> {args.out}")
     if not args.no_eval:
         report, arrays = evaluate_run(args.out, data=trainer.data, device=config.device)

@@ -30,6 +30,8 @@ class DeviceLoader:
         augment: bool = False,
         seed: int = 0,
         channels_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
     ):
         if images.dtype != torch.uint8:
             raise TypeError(f"DeviceLoader expects uint8 images, got {images.dtype}")
@@ -41,26 +43,40 @@ class DeviceLoader:
         self.batch_size = int(batch_size)
         self.shuffle, self.augment, self.seed = shuffle, augment, seed
         self.channels_last = channels_last
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, world_size), got {rank} of {world_size}")
+        self.rank, self.world_size = rank, world_size
         std_t = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
         mean_t = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
         self._scale = 1.0 / (255.0 * std_t)
         self._shift = -mean_t / std_t
 
     def __len__(self) -> int:
-        return (self.images.shape[0] + self.batch_size - 1) // self.batch_size
+        return (self.num_samples + self.batch_size - 1) // self.batch_size
 
     @property
     def num_samples(self) -> int:
-        return self.images.shape[0]
+        """Samples this rank sees per epoch (all of them in a single process)."""
+        n = self.images.shape[0]
+        return n // self.world_size if self.shuffle else n
 
     def normalise(self, images_u8: torch.Tensor) -> torch.Tensor:
         x = torch.addcmul(self._shift, images_u8.float(), self._scale)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def epoch(self, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One pass. With ``shuffle``, all ranks draw the same permutation and take every world_size-th
+        sample from their rank on (the last ``n % world_size`` of the permutation are left out that epoch);
+        augmentation draws come from a per-rank stream."""
         g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
         n = self.images.shape[0]
-        order = torch.randperm(n, generator=g).to(self.device) if self.shuffle else None
+        order = None
+        if self.shuffle:
+            usable = n - n % self.world_size  # equal shards, so every rank takes the same number of steps
+            order = torch.randperm(n, generator=g)[:usable][self.rank :: self.world_size].to(self.device)
+            n = order.shape[0]
+        if self.rank:
+            g = torch.Generator().manual_seed((self.seed * 100_003 + epoch) * 1_000 + self.rank)
         for start in range(0, n, self.batch_size):
             if order is None:
                 x, y = (

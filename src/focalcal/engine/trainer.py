@@ -3,8 +3,10 @@
 Each epoch: set the loss's epoch (scheduled losses), train with SGD (+ optional gradient clipping), step the
 lr schedule *after* the optimiser (the original code stepped it before), evaluate the validation split
 (NLL, ECE, accuracy) and optionally the training-dynamics statistics, write ``checkpoints/last.pt``
-atomically, then append one JSON line to ``log.jsonl``. ``resume=True`` continues from ``last.pt``; shuffling
-and augmentation are seeded per epoch, so a resumed run sees the same batches as an uninterrupted one.
+atomically, then append one JSON line to ``log.jsonl``. Under ``torchrun`` (see :mod:`.distributed`) every
+rank trains on its shard with DistributedDataParallel and only rank 0 evaluates dynamics and writes files.
+``resume=True`` continues from ``last.pt``; shuffling and augmentation are seeded per epoch, so a resumed
+run sees the same batches as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from ..models import build_model, last_linear
 from .checkpoint import load_checkpoint, save_checkpoint, write_json
 from .config import TrainConfig
 from .device import autocast, resolve_device
+from .distributed import all_reduce_sum, barrier, init_from_env
 from .dynamics import split_nll_entropy
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
@@ -90,6 +93,15 @@ class Trainer:
         self.progress = progress
         self.echo = echo or (lambda _msg: None)
         self.device = resolve_device(config.device)
+        self.dist = init_from_env(self.device.type)
+        if not self.dist.is_main:
+            self.echo, self.progress = (lambda _msg: None), False
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+        if config.batch_size % self.dist.world_size:
+            raise ValueError(
+                f"batch size {config.batch_size} must be divisible by the {self.dist.world_size} processes"
+            )
         on_cuda = self.device.type == "cuda"
         self.amp = on_cuda if config.amp is None else bool(config.amp)
         self.channels_last = on_cuda if config.channels_last is None else bool(config.channels_last)
@@ -115,10 +127,17 @@ class Trainer:
             self.optimizer, milestones=config.resolved_milestones(), gamma=config.lr_gamma
         )
         self.step_model = self._maybe_compile(self.model)
+        if self.dist.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.step_model = torch.nn.parallel.DistributedDataParallel(self.step_model, device_ids=ids)
 
         d, mk = self.data, self._loader
         self.train_loader = mk(
-            d.train_images, d.train_labels, config.batch_size, shuffle=True, augment=config.augment
+            d.train_images,
+            d.train_labels,
+            config.batch_size // self.dist.world_size,
+            shuffle=True,
+            augment=config.augment,
         )
         self.val_loader = mk(d.val_images, d.val_labels, config.eval_batch_size)
         self.test_loader = mk(d.test_images, d.test_labels, config.eval_batch_size)
@@ -139,6 +158,8 @@ class Trainer:
             augment=augment,
             seed=self.config.seed,
             channels_last=self.channels_last,
+            rank=self.dist.rank if shuffle else 0,
+            world_size=self.dist.world_size if shuffle else 1,
         )
 
     def _maybe_compile(self, model: torch.nn.Module) -> torch.nn.Module:
@@ -169,9 +190,7 @@ class Trainer:
         saved = TrainConfig.from_dict(state["config"])
         if saved.to_dict() != self.config.to_dict():
             diff = {
-                k: (v, self.config.to_dict()[k])
-                for k, v in saved.to_dict().items()
-                if self.config.to_dict()[k] != v
+                k: (v, self.config.to_dict()[k]) for k, v in saved.to_dict().items() if self.config.to_dict()[k] != v
             }
             raise ValueError(f"cannot resume: the configuration differs from the checkpoint's: {diff}")
         self.model.load_state_dict(state["model"])
@@ -184,17 +203,19 @@ class Trainer:
         has_run = (self.run_dir / CHECKPOINT).exists() or (self.run_dir / FINAL).exists()
         if has_run and resume:
             start = self._restore()
-            self._truncate_log(start)
+            if self.dist.is_main:
+                self._truncate_log(start)
             return start
         if has_run and not overwrite:
             raise RunExistsError(
                 f"{self.run_dir} already holds a run; pass --resume to continue it, "
                 "--overwrite to start again, or choose another --out"
             )
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        for stale in (CHECKPOINT, FINAL, LOG):
-            (self.run_dir / stale).unlink(missing_ok=True)
-        write_json(self.run_dir / CONFIG, self.config.to_dict())
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            for stale in (CHECKPOINT, FINAL, LOG):
+                (self.run_dir / stale).unlink(missing_ok=True)
+            write_json(self.run_dir / CONFIG, self.config.to_dict())
         return 0
 
     def _truncate_log(self, completed: int) -> None:
@@ -208,10 +229,13 @@ class Trainer:
     def fit(self, *, resume: bool = False, overwrite: bool = False) -> Path:
         """Train for ``config.epochs`` epochs (continuing from ``last.pt`` with ``resume``); returns run_dir."""
         start = self._prepare_run_dir(resume, overwrite)
+        barrier(self.dist)
         if start:
             self.echo(f"resuming {self.run_dir} after epoch {start}")
         for epoch in range(start, self.config.epochs):
             record = self._run_epoch(epoch)
+            if not self.dist.is_main:
+                continue
             save_checkpoint(self._state(epoch + 1), self.run_dir / CHECKPOINT)
             with open(self.run_dir / LOG, "a") as f:
                 f.write(json.dumps(record) + "\n")
@@ -220,10 +244,10 @@ class Trainer:
                 f"train acc {record['train_acc']:.4f}  val acc {record['val_acc']:.4f}  "
                 f"val nll {record['val_nll']:.4f}  val ece {record['val_ece']:.4f}  {record['seconds']:.1f}s"
             )
-        final = {
-            k: v for k, v in self._state(self.config.epochs).items() if k not in ("optimizer", "scheduler")
-        }
-        save_checkpoint(final, self.run_dir / FINAL)
+        if self.dist.is_main:
+            final = {k: v for k, v in self._state(self.config.epochs).items() if k not in ("optimizer", "scheduler")}
+            save_checkpoint(final, self.run_dir / FINAL)
+        barrier(self.dist)
         return self.run_dir
 
     def _run_epoch(self, epoch: int) -> dict[str, Any]:
@@ -236,9 +260,7 @@ class Trainer:
         val_logits = predict_logits(self.model, self.val_loader, amp=self.amp)
         val = calibration_summary(logits=val_logits, labels=self.data.val_labels, n_bins=self.config.n_bins)
         if getattr(self.loss_fn, "needs_validation", False):
-            self.loss_fn.update_from_validation(
-                val_logits.to(self.device), self.data.val_labels.to(self.device)
-            )
+            self.loss_fn.update_from_validation(val_logits.to(self.device), self.data.val_labels.to(self.device))
         self.scheduler.step()
         record: dict[str, Any] = {
             "epoch": epoch + 1,
@@ -252,7 +274,8 @@ class Trainer:
         gamma = getattr(self.loss_fn, "gamma", None)
         if isinstance(gamma, (int, float)):
             record["gamma"] = float(gamma)
-        record.update(self._dynamics())
+        if self.dist.is_main:  # other ranks would only repeat the same evaluation
+            record.update(self._dynamics())
         record["train_seconds"] = train_seconds
         record["seconds"] = time.perf_counter() - t0
         return record
@@ -295,8 +318,9 @@ class Trainer:
             with torch.no_grad():  # accumulated on the device; read once per epoch (no per-step sync)
                 loss_sum += loss.detach() * (y.shape[0] if per_batch_mean else 1)
                 correct += (logits.argmax(1) == y).sum()
-        n = self.train_loader.num_samples
-        loss_value = float(loss_sum) / n
+        totals = all_reduce_sum(torch.stack([loss_sum, correct.to(loss_sum.dtype)]), self.dist)
+        n = self.train_loader.num_samples * self.dist.world_size
+        loss_value, correct = float(totals[0]) / n, totals[1]
         if not torch.isfinite(torch.tensor(loss_value)):
             raise FloatingPointError(
                 f"training loss became {loss_value} in epoch {epoch + 1}; lower --lr or enable --grad-clip"

@@ -1,0 +1,57 @@
+"""Multi-process training through torch.distributed, launched by ``torchrun`` (never a home-made launcher).
+
+``torchrun --nproc_per_node N -m focalcal.cli.main train ...`` sets RANK / WORLD_SIZE / LOCAL_RANK; the
+trainer then joins the process group (NCCL on CUDA, gloo on CPU), shards every epoch's sample order across
+ranks, wraps the model in DistributedDataParallel, and lets only rank 0 write files.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """This process's place in the job: ``rank`` of ``world_size``, ``local_rank`` on its machine."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def init_from_env(device_type: str) -> DistInfo:
+    """Join the process group torchrun describes in the environment; single-process when it describes none."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    if not dist.is_initialized():
+        backend = "nccl" if device_type == "cuda" else "gloo"
+        if device_type == "cuda":
+            torch.cuda.set_device(info.local_rank)
+        dist.init_process_group(backend=backend)
+    return info
+
+
+def all_reduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Sum ``t`` over ranks in place (a no-op in a single process)."""
+    if info.enabled:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        dist.barrier()
