@@ -1,0 +1,220 @@
+"""``focalcal plot FIGURE``: the paper's analysis figures (Figs. 1-5) for your own runs, from their logs.
+
+Each figure is written as ``NAME.png`` and ``NAME.pdf`` into ``--out``, with its data as ``NAME.csv`` beside
+it (a tidy table, one row per run per epoch; per gamma and p for ``g``; per run, stage and bin for
+``reliability``) so it can be re-plotted elsewhere. Nothing here runs a model: the dynamics figures read
+``log.jsonl``/``config.json``, the reliability diagrams the ``logits.pt``/``report.json`` that
+``focalcal evaluate`` saved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..engine.runlog import (
+    DYNAMICS_COLUMNS,
+    LOGITS,
+    REPORT,
+    TEST_NLL_COLUMNS,
+    WEIGHT_NORM_COLUMNS,
+    RunLog,
+    epoch_rows,
+    read_reliability,
+    read_runs,
+    reliability_rows,
+    require_columns,
+)
+from ..losses import g_factor, p_threshold
+from ..plots import (
+    Curves,
+    analysis_sheet,
+    g_figure,
+    nll_entropy_figure,
+    nll_over_epochs_figure,
+    reliability_grid,
+    save_figure,
+    weight_norm_figure,
+)
+
+DEFAULT_GAMMAS = (1.0, 2.0, 3.0, 4.0, 5.0)
+_HINT_TEST = "train with --dynamics-test (the default) to log the test split each epoch"
+_HINT_TRAIN = "train with --dynamics-train-size > 0 to log the un-augmented train subset"
+
+
+# ------------------------------------------------------------------------------------------------ data
+def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
+    """Write ``rows`` as CSV (columns in order of first appearance; ``None``/NaN as empty cells)."""
+    columns: dict[str, None] = {}
+    for row in rows:
+        columns.update(dict.fromkeys(row))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(columns))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if v is None or (isinstance(v, float) and math.isnan(v)) else v
+                             for k, v in row.items()})
+    return path
+
+
+def curves_of(runs: Sequence[RunLog], columns: Sequence[str]) -> list[Curves]:
+    """The arrays the dynamics plots draw, one :class:`Curves` per run."""
+    return [Curves(r.label, r.epochs, {k: r.column(k) for k in columns}, tuple(r.lr_drops())) for r in runs]
+
+
+def g_table(gammas: Sequence[float], points: int = 501) -> tuple[np.ndarray, dict, dict, list[dict]]:
+    """``g(p, gamma)`` on ``points`` values of p in [0, 1]: ``(p, {gamma: g}, {gamma: p*}, rows)``."""
+    if not gammas:
+        raise ValueError("give at least one gamma")
+    if points < 2:
+        raise ValueError(f"--points must be >= 2, got {points}")
+    if any(g < 0 or not math.isfinite(g) for g in gammas):
+        raise ValueError(f"gammas must be finite and >= 0, got {list(gammas)}")
+    p = np.linspace(0.0, 1.0, points)
+    values = {float(g): np.asarray(g_factor(p, float(g))) for g in gammas}
+    thresholds = {float(g): p_threshold(float(g)) for g in gammas if g > 0}
+    rows = [{"gamma": g, "p": float(pi), "g": float(gi), "p_threshold": thresholds.get(g)}
+            for g, v in values.items() for pi, gi in zip(p, v)]
+    return p, values, thresholds, rows
+
+
+def reliability_panels(items) -> list:
+    panels = []
+    for it in items:
+        panels.append((f"{it.label}: before TS", it.before, it.metrics_before))
+        panels.append((f"{it.label}: after TS (T={it.temperature:.2f})", it.after, it.metrics_after))
+    return panels
+
+
+# ------------------------------------------------------------------------------------------------ output
+def _save(fig, out: Path, name: str, rows: Sequence[dict[str, Any]] | None) -> list[Path]:
+    paths = save_figure(fig, out / f"{name}.png", formats=("pdf",))
+    if rows is not None:
+        paths.append(write_csv(out / f"{name}.csv", rows))
+    return paths
+
+
+def _runs(args: argparse.Namespace) -> list[RunLog]:
+    return read_runs(args.runs, args.label or None)
+
+
+def plot_nll_entropy(args: argparse.Namespace) -> list[Path]:
+    runs = _runs(args)
+    require_columns(runs, ["test_nll"], _HINT_TEST)
+    require_columns(runs, ["train_eval_nll"], _HINT_TRAIN)
+    fig = nll_entropy_figure(curves_of(runs, DYNAMICS_COLUMNS), log_nll=args.log_nll)
+    return _save(fig, args.out, "nll_entropy", epoch_rows(runs, DYNAMICS_COLUMNS))
+
+
+def plot_test_nll(args: argparse.Namespace) -> list[Path]:
+    runs = _runs(args)
+    require_columns(runs, ["test_nll"], _HINT_TEST)
+    fig = nll_over_epochs_figure(curves_of(runs, TEST_NLL_COLUMNS), log_nll=args.log_nll)
+    return _save(fig, args.out, "test_nll", epoch_rows(runs, TEST_NLL_COLUMNS))
+
+
+def plot_weight_norm(args: argparse.Namespace) -> list[Path]:
+    runs = _runs(args)
+    require_columns(runs, ["fc_weight_norm"], "it is logged by every focalcal training run")
+    fig = weight_norm_figure(curves_of(runs, WEIGHT_NORM_COLUMNS))
+    return _save(fig, args.out, "weight_norm", epoch_rows(runs, WEIGHT_NORM_COLUMNS))
+
+
+def plot_g(args: argparse.Namespace) -> list[Path]:
+    p, values, thresholds, rows = g_table(args.gammas, args.points)
+    return _save(g_figure(p, values, thresholds), args.out, "g", rows)
+
+
+def plot_reliability(args: argparse.Namespace) -> list[Path]:
+    items = [read_reliability(r, n_bins=args.n_bins) for r in _runs(args)]
+    fig = reliability_grid(reliability_panels(items), ncols=None if len(items) <= 3 else 4)
+    return _save(fig, args.out, "reliability", reliability_rows(items))
+
+
+def plot_all(args: argparse.Namespace) -> list[Path]:
+    """Every figure on its own, then the combined sheet (reliability only where every run was evaluated)."""
+    paths = plot_nll_entropy(args) + plot_test_nll(args) + plot_g(args) + plot_weight_norm(args)
+    runs = _runs(args)
+    unevaluated = [str(r.path) for r in runs
+                   if not ((r.path / LOGITS).is_file() and (r.path / REPORT).is_file())]
+    panels: list = []
+    if unevaluated:
+        print(f"focalcal plot: no reliability diagrams: not evaluated yet: {', '.join(unevaluated)} "
+              "(run `focalcal evaluate RUN`)", file=sys.stderr)
+    else:
+        paths += plot_reliability(args)
+        panels = reliability_panels(read_reliability(r, n_bins=args.n_bins) for r in runs)
+    p, values, thresholds, _ = g_table(args.gammas, args.points)
+    curves = curves_of(runs, DYNAMICS_COLUMNS + TEST_NLL_COLUMNS + WEIGHT_NORM_COLUMNS)
+    sheet = analysis_sheet(curves, p=p, g_values=values, thresholds=thresholds, reliability=panels,
+                           log_nll=args.log_nll)
+    return paths + _save(sheet, args.out, "sheet", None)
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+def _gammas(text: str) -> list[float]:
+    try:
+        return [float(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _figure_parser(sub, name: str, help: str, func, *, runs: bool = True, g: bool = False,
+                   bins: bool = False, log_nll: bool = False) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help, description=help)
+    if runs:
+        p.add_argument("runs", nargs="+", type=Path, metavar="RUN",
+                       help="run folders (written by focalcal train)")
+        p.add_argument("--label", action="append", default=[],
+                       help="legend label, once per run in order (default: the loss and its gamma)")
+    p.add_argument("--out", type=Path, default=Path("plots"), help="output folder (default ./plots)")
+    if g:
+        p.add_argument("--gammas", type=_gammas, default=list(DEFAULT_GAMMAS),
+                       help="comma-separated gammas (default 1,2,3,4,5)")
+        p.add_argument("--points", type=int, default=501, help="values of p in [0, 1] (default 501)")
+    if bins:
+        p.add_argument("--n-bins", type=int, default=None, help="reliability bins (default: the report's)")
+    if log_nll:
+        p.add_argument("--log-nll", action="store_true", help="logarithmic NLL axes (Figs. 2 and 3)")
+    p.set_defaults(func=_command(func))
+    return p
+
+
+def _command(func):
+    def run(args: argparse.Namespace) -> int:
+        for path in func(args):
+            print(path)
+        return 0
+
+    return run
+
+
+def register(subparsers, add_data_args) -> None:
+    """Add ``focalcal plot {nll-entropy,test-nll,g,weight-norm,reliability,all}``.
+
+    ``add_data_args`` is unused: plotting reads run folders only, never the dataset.
+    """
+    plot = subparsers.add_parser("plot", help="draw the paper's analysis figures (Figs. 1-5) from run logs",
+                                 description="Draw the paper's analysis figures (Figs. 1-5) for your own "
+                                             "runs from their logs, as PNG + PDF with the data as CSV.")
+    sub = plot.add_subparsers(dest="figure", required=True, metavar="FIGURE")
+    _figure_parser(sub, "nll-entropy", "Fig. 2: NLL and entropy of correct/incorrect train and test samples",
+                   plot_nll_entropy, log_nll=True)
+    _figure_parser(sub, "test-nll", "Fig. 3: test NLL over epochs for several runs", plot_test_nll,
+                   log_nll=True)
+    _figure_parser(sub, "g", "Fig. 4: g(p, gamma) against p, with g = 1 and its thresholds", plot_g,
+                   runs=False, g=True)
+    _figure_parser(sub, "weight-norm", "Fig. 5: last linear layer's weight norm over epochs",
+                   plot_weight_norm)
+    _figure_parser(sub, "reliability", "Fig. 1: reliability diagrams before / after temperature scaling",
+                   plot_reliability, bins=True)
+    _figure_parser(sub, "all", "every figure (Figs. 1-5) on its own and on one combined sheet", plot_all,
+                   g=True, bins=True, log_nll=True)

@@ -1,0 +1,254 @@
+"""Read run folders (``config.json``, ``log.jsonl``, ``report.json``, ``logits.pt``) into arrays and tables.
+
+This is the data side of the paper's analysis figures (Figs. 1-5): it reads what training and evaluation
+logged and never runs a model. Drawing is :mod:`focalcal.plots.dynamics`; writing files is
+:mod:`focalcal.cli.plot`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..metrics import calibration_summary, reliability_bins
+from .trainer import CONFIG, LOG
+
+REPORT = Path("report.json")
+LOGITS = Path("logits.pt")
+
+# per-epoch statistics of Fig. 2, on the un-augmented train subset (``train_eval_``) and the test split
+_DYN_STATS = ("nll", "nll_correct", "nll_incorrect", "entropy", "entropy_correct", "entropy_incorrect",
+              "accuracy", "n_correct", "n_incorrect")
+DYNAMICS_COLUMNS: tuple[str, ...] = tuple(f"{s}_{k}" for s in ("train_eval", "test") for k in _DYN_STATS)
+TEST_NLL_COLUMNS: tuple[str, ...] = ("test_nll", "test_accuracy", "val_nll")
+WEIGHT_NORM_COLUMNS: tuple[str, ...] = ("fc_weight_norm", "train_acc")
+
+# loss name -> legend label; options refine it in :func:`loss_label`
+_PAPER_NAMES = {
+    "ce": "CE", "brier": "Brier", "mmce": "MMCE", "mmce_weighted": "MMCE (weighted)",
+    "flsd53": "FLSD-53", "flsd53_3level": "FLSD-53 (3-level)", "flsc531": "FLSc-531", "flsd": "FLSD",
+    "flsc": "FLSc", "adafocal": "AdaFocal", "mbls": "MbLS", "dual_focal": "dual focal",
+}
+_FIXED_GAMMA = {"fl1": 1.0, "fl2": 2.0, "fl3": 3.0}
+
+
+def _num(x: Any) -> str:
+    if isinstance(x, (list, tuple)):
+        return ",".join(_num(v) for v in x)
+    return f"{float(x):g}" if isinstance(x, (int, float)) and not isinstance(x, bool) else str(x)
+
+
+def loss_label(loss: str, options: Mapping[str, Any] | None = None) -> str:
+    """A legend label for a loss and its options, in the paper's names.
+
+    ``("ce", {})`` -> ``"CE"``, ``("focal", {"gamma": 3})`` -> ``"focal (γ=3)"``, ``("fl2", {})`` ->
+    ``"focal (γ=2)"``, ``("flsd53", {})`` -> ``"FLSD-53"``, ``("ls", {"smoothing": 0.1})`` -> ``"LS-0.1"``,
+    ``("mmce_weighted", {"lam": 2})`` -> ``"MMCE (weighted) (λ=2)"``. Other options are appended as
+    ``key=value``; ``reduction`` and ``validate`` are left out.
+    """
+    opts = {k: v for k, v in (options or {}).items() if k not in ("reduction", "validate")}
+    if loss in ("focal", "dual_focal", *_FIXED_GAMMA):
+        gamma = opts.pop("gamma", _FIXED_GAMMA.get(loss, 3.0))
+        head, inner = ("dual focal" if loss == "dual_focal" else "focal"), [f"γ={_num(gamma)}"]
+    elif loss in ("ls", "ls_torch"):
+        head = f"LS-{_num(opts.pop('smoothing', 0.05))}"
+        inner = ["torch convention"] if loss == "ls_torch" else []
+    else:
+        head, inner = _PAPER_NAMES.get(loss, loss), []
+        if "lam" in opts:
+            inner.append(f"λ={_num(opts.pop('lam'))}")
+    inner += [f"{k}={_num(v)}" for k, v in opts.items()]
+    return head + (f" ({', '.join(inner)})" if inner else "")
+
+
+@dataclass(frozen=True)
+class RunLog:
+    """One run folder's configuration and per-epoch log.
+
+    Attributes:
+        path: the run folder.
+        label: legend label (from the loss and its options unless given).
+        config: ``config.json`` as a dict.
+        records: the ``log.jsonl`` lines, in epoch order.
+    """
+
+    path: Path
+    label: str
+    config: Mapping[str, Any]
+    records: tuple[Mapping[str, Any], ...]
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def epochs(self) -> np.ndarray:
+        """``[E]`` int64: the 1-based epoch of each record (the model after that many epochs)."""
+        return np.array([int(r["epoch"]) for r in self.records], dtype=np.int64)
+
+    def has(self, key: str) -> bool:
+        """Whether any epoch logged a non-null ``key``."""
+        return any(r.get(key) is not None for r in self.records)
+
+    def column(self, key: str) -> np.ndarray:
+        """``[E]`` float64 of ``key`` per epoch; NaN where the key is absent or null (e.g.
+        ``test_nll_incorrect`` once every test sample is classified correctly)."""
+        values = [np.nan if r.get(key) is None else float(r[key]) for r in self.records]
+        return np.array(values, dtype=np.float64)
+
+    def lr_drops(self) -> list[int]:
+        """Epochs after which the learning rate decreased (epoch ``e`` was the last one at the old lr)."""
+        lrs = [(int(r["epoch"]), r.get("lr")) for r in self.records]
+        return [e for (e, a), (_, b) in zip(lrs, lrs[1:]) if a is not None and b is not None and b < a]
+
+
+def read_run(run_dir: str | Path, *, label: str | None = None) -> RunLog:
+    """Read ``config.json`` and ``log.jsonl`` from ``run_dir``.
+
+    Raises:
+        FileNotFoundError: no ``log.jsonl`` or ``config.json`` (the message says how to make a run).
+        ValueError: a log line is not JSON or lacks ``epoch``, or the log is empty.
+    """
+    run_dir = Path(run_dir)
+    for f in (CONFIG, LOG):
+        if not (run_dir / f).is_file():
+            raise FileNotFoundError(f"{run_dir} holds no training log ({f} missing); train a run with "
+                                    "`focalcal train --out DIR` first")
+    config = json.loads((run_dir / CONFIG).read_text())
+    records = []
+    for i, line in enumerate((run_dir / LOG).read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{run_dir / LOG}, line {i}: not JSON ({exc.msg})") from exc
+        if "epoch" not in rec:
+            raise ValueError(f"{run_dir / LOG}, line {i}: no 'epoch' field")
+        records.append(rec)
+    if not records:
+        raise ValueError(f"{run_dir / LOG} is empty: the run has not finished an epoch yet")
+    records.sort(key=lambda r: int(r["epoch"]))
+    if label is None:
+        label = loss_label(config.get("loss", "?"), config.get("loss_options"))
+    return RunLog(run_dir, label, config, tuple(records))
+
+
+def read_runs(run_dirs: Sequence[str | Path], labels: Sequence[str] | None = None) -> list[RunLog]:
+    """Read several runs; labels shared by more than one run get the folder name appended.
+
+    Raises:
+        ValueError: ``labels`` given with a different length than ``run_dirs``, or no runs.
+        FileNotFoundError / ValueError: as :func:`read_run`.
+    """
+    if not run_dirs:
+        raise ValueError("no run folders given")
+    if labels is not None and len(labels) != len(run_dirs):
+        raise ValueError(f"got {len(labels)} labels for {len(run_dirs)} runs; give one --label per run")
+    runs = [read_run(d, label=None if labels is None else labels[i]) for i, d in enumerate(run_dirs)]
+    if labels is None:
+        seen = [r.label for r in runs]
+        runs = [RunLog(r.path, f"{r.label} [{r.name}]", r.config, r.records) if seen.count(r.label) > 1 else r
+                for r in runs]
+    return runs
+
+
+def require_columns(runs: Iterable[RunLog], keys: Sequence[str], why: str) -> None:
+    """Raise ``ValueError`` naming the run and the key when a run never logged one of ``keys``."""
+    for run in runs:
+        missing = [k for k in keys if not run.has(k)]
+        if missing:
+            raise ValueError(f"run {run.path} has no {', '.join(missing)} in its log.jsonl ({why})")
+
+
+def epoch_rows(runs: Iterable[RunLog], columns: Sequence[str]) -> list[dict[str, Any]]:
+    """A tidy table: one row per run per epoch with ``run, label, loss, gamma, epoch, lr`` and ``columns``.
+
+    Values are the log's own numbers (``None`` where not logged); ``gamma`` is the logged fixed gamma, if any.
+    """
+    rows = []
+    for run in runs:
+        for rec in run.records:
+            row = {"run": str(run.path), "label": run.label, "loss": run.config.get("loss"),
+                   "gamma": rec.get("gamma"), "epoch": int(rec["epoch"]), "lr": rec.get("lr")}
+            row.update({k: rec.get(k) for k in columns})
+            rows.append(row)
+    return rows
+
+
+@dataclass(frozen=True)
+class Reliability:
+    """A run's saved test-split evaluation binned for reliability diagrams (Fig. 1).
+
+    Attributes:
+        label: legend label of the run.
+        temperature: the temperature of the report's main method (``report["ts_method"]``).
+        ts_method: that method's name.
+        before, after: ``BinStats`` of the test logits and of the test logits divided by ``temperature``.
+        metrics_before, metrics_after: ``calibration_summary`` of the same (fractions; nll in nats).
+    """
+
+    run: Path
+    label: str
+    temperature: float
+    ts_method: str
+    before: Any
+    after: Any
+    metrics_before: Mapping[str, float]
+    metrics_after: Mapping[str, float]
+
+
+def read_reliability(run: RunLog | str | Path, *, n_bins: int | None = None) -> Reliability:
+    """Bin a run's saved test logits (``logits.pt``) before and after its temperature (``report.json``).
+
+    Args:
+        run: a :class:`RunLog` (its label is kept) or a run folder.
+        n_bins: equal-width bins; default the report's ``n_bins``.
+
+    Raises:
+        FileNotFoundError: no ``logits.pt`` / ``report.json`` (run ``focalcal evaluate RUN`` first).
+    """
+    if not isinstance(run, RunLog):
+        run = read_run(run)
+    for f in (REPORT, LOGITS):
+        if not (run.path / f).is_file():
+            raise FileNotFoundError(f"{run.path} has no {f}; evaluate the run with "
+                                    f"`focalcal evaluate {run.path}` first (the plot reads its saved logits)")
+    report = json.loads((run.path / REPORT).read_text())
+    saved = torch.load(run.path / LOGITS, map_location="cpu", weights_only=True)
+    method = report["ts_method"]
+    t = float(report["temperature"][method]["value"])
+    if not (math.isfinite(t) and t > 0):
+        raise ValueError(f"{run.path / REPORT}: temperature {t} of method {method!r} is not positive")
+    bins = int(n_bins or report.get("n_bins", 15))
+    logits, labels = saved["test_logits"].float(), saved["test_labels"]
+    scaled = logits / t
+    return Reliability(
+        run.path, run.label, t, method,
+        reliability_bins(logits=logits, labels=labels, n_bins=bins),
+        reliability_bins(logits=scaled, labels=labels, n_bins=bins),
+        calibration_summary(logits=logits, labels=labels, n_bins=bins),
+        calibration_summary(logits=scaled, labels=labels, n_bins=bins),
+    )
+
+
+def reliability_rows(items: Iterable[Reliability]) -> list[dict[str, Any]]:
+    """A tidy table: one row per run, stage (``before``/``after`` TS) and bin, with the bin's numbers."""
+    rows = []
+    for it in items:
+        for stage, b, t in (("before", it.before, 1.0), ("after", it.after, it.temperature)):
+            edges = np.asarray(b.edges, dtype=float)
+            for i in range(len(edges) - 1):
+                rows.append({"run": str(it.run), "label": it.label, "stage": stage, "temperature": t,
+                             "bin": i,
+                             "bin_lower": float(edges[i]), "bin_upper": float(edges[i + 1]),
+                             "count": int(b.counts[i]), "mean_confidence": float(b.mean_confidence[i]),
+                             "accuracy": float(b.accuracy[i])})
+    return rows
