@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 from matplotlib.axes import Axes
-from matplotlib.figure import Figure
+from matplotlib.figure import Figure, SubFigure
 
 _LABELS = {"ece": "ECE", "adaptive_ece": "AdaECE", "classwise_ece": "CW-ECE", "mce": "MCE", "error": "Error"}
 
@@ -88,14 +88,22 @@ def reliability_diagram(
 
 
 def reliability_grid(
-    panels: Sequence[tuple[str | None, object, Mapping[str, float] | None]], *, ncols: int | None = None
-) -> Figure:
-    """Several reliability diagrams side by side: ``panels`` is a list of ``(title, BinStats, metrics)``."""
+    panels: Sequence[tuple[str | None, object, Mapping[str, float] | None]],
+    *,
+    ncols: int | None = None,
+    fig: Figure | SubFigure | None = None,
+) -> Figure | SubFigure:
+    """Several reliability diagrams side by side: ``panels`` is a list of ``(title, BinStats, metrics)``.
+
+    Draws into ``fig`` (a Figure or SubFigure, e.g. a row of an analysis sheet) when given, else into a new
+    Figure sized to the grid. Raises ``ValueError`` when ``panels`` is empty.
+    """
     if not panels:
         raise ValueError("reliability_grid needs at least one panel")
     ncols = ncols or len(panels)
     nrows = (len(panels) + ncols - 1) // ncols
-    fig = Figure(figsize=(3.4 * ncols, 4.4 * nrows), layout="constrained")
+    if fig is None:
+        fig = Figure(figsize=(3.4 * ncols, 4.4 * nrows), layout="constrained")
     grid = fig.add_gridspec(2 * nrows, ncols, height_ratios=[3, 1] * nrows)
     for i, (title, bins, metrics) in enumerate(panels):
         r, c = divmod(i, ncols)

@@ -8,7 +8,7 @@ import numpy as np
 from matplotlib.figure import Figure, SubFigure
 
 from .dynamics import Curves, g_figure, nll_entropy_figure, nll_over_epochs_figure, weight_norm_figure
-from .reliability import _draw as _draw_reliability
+from .reliability import reliability_grid
 
 Panel = tuple[str | None, object, Mapping[str, float] | None]
 
@@ -20,11 +20,7 @@ def reliability_into(fig: Figure | SubFigure, panels: Sequence[Panel]) -> Figure
     """
     if not panels:
         raise ValueError("reliability_into needs at least one panel")
-    grid = fig.add_gridspec(2, len(panels), height_ratios=[3, 1])
-    for i, (title, bins, metrics) in enumerate(panels):
-        top = fig.add_subplot(grid[0, i])
-        _draw_reliability(top, fig.add_subplot(grid[1, i], sharex=top), bins, title, metrics)
-    return fig
+    return reliability_grid(panels, fig=fig)
 
 
 def analysis_sheet(curves: Sequence[Curves], *, p: np.ndarray, g_values: Mapping[float, np.ndarray],
