@@ -1,0 +1,169 @@
+"""The one interface of every post-hoc calibrator.
+
+A :class:`Calibrator` is fitted on held-out (validation) logits and labels and then maps logits to
+*calibrated logits*: scores whose softmax is the calibrated distribution. Affine calibrators (temperature,
+vector, matrix, Dirichlet scaling) return affine maps of the logits or log-probabilities; calibrators that
+produce probabilities directly (histogram binning, isotonic regression) return the log of those
+probabilities (log-probabilities are logits: ``softmax(log p) = p`` when the rows of p sum to 1). So
+``softmax(transform(logits))`` is always the calibrated probability and every metric can take
+``logits=transform(logits)``.
+
+Inputs: ``logits [N, K]`` floating point and ``labels [N]`` integer in ``[0, K)``, torch tensors (any
+device) or numpy arrays. ``transform`` returns the same kind (torch/numpy) as its input, on the input's
+device and in the input's dtype (fitting is done in float64).
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..metrics._validate import as_tensor, check_labels, raise_nonfinite
+
+STATE_VERSION = 1
+
+
+def check_logits(logits: Any, name: str = "logits", num_classes: int | None = None) -> Tensor:
+    """``logits`` as a finite floating tensor of shape ``[N, K]`` (ValueError otherwise)."""
+    z = as_tensor(logits, name)
+    if z.ndim != 2:
+        raise ValueError(f"{name} must have shape [N, K]; got shape {tuple(z.shape)}")
+    if not z.is_floating_point():
+        raise ValueError(f"{name} must be floating point; got dtype {z.dtype}. Cast with .float()")
+    if z.shape[0] == 0:
+        raise ValueError(f"{name} is empty (0 samples)")
+    if z.shape[1] < 2:
+        raise ValueError(f"{name} has {z.shape[1]} column(s); need K >= 2 classes")
+    if num_classes is not None and z.shape[1] != num_classes:
+        raise ValueError(f"{name} has {z.shape[1]} classes but the calibrator was fitted on {num_classes}")
+    if not bool(torch.isfinite(z).all()):
+        raise_nonfinite(z, name)
+    return z
+
+
+def check_fit_inputs(logits: Any, labels: Any) -> tuple[Tensor, Tensor]:
+    """Checked ``(logits [N, K] float, labels [N] int64)`` on the logits' device."""
+    z = check_logits(logits)
+    y = check_labels(labels, z.shape[0], z.shape[1], z.device)
+    return z, y
+
+
+def like_input(out: Tensor, original: Any) -> Any:
+    """Return ``out`` as numpy when ``original`` was not a torch tensor."""
+    if isinstance(original, Tensor):
+        return out
+    return out.detach().cpu().numpy()
+
+
+class Calibrator(abc.ABC):
+    """Base class of post-hoc calibrators: ``fit`` on validation logits, ``transform`` any logits.
+
+    Subclasses set ``name`` (the registry key) and implement ``_fit``, ``_transform``, ``_get_state`` and
+    ``_set_state``. ``state_dict()`` is JSON-able (plain floats, ints, strings and nested lists).
+    """
+
+    name: ClassVar[str] = ""
+
+    def __init__(self) -> None:
+        self.num_classes: int | None = None
+
+    # -- public API ---------------------------------------------------------------------------------
+    @property
+    def is_fitted(self) -> bool:
+        return self.num_classes is not None
+
+    def fit(self, logits: Any, labels: Any) -> Calibrator:
+        """Fit on held-out ``logits [N, K]`` and ``labels [N]``; returns ``self``."""
+        z, y = check_fit_inputs(logits, labels)
+        self._fit(z, y)
+        self.num_classes = int(z.shape[1])
+        return self
+
+    def transform(self, logits: Any) -> Any:
+        """Calibrated logits ``[N, K]`` (softmax of them is the calibrated distribution)."""
+        if not self.is_fitted:
+            raise RuntimeError(f"{type(self).__name__} is not fitted: call .fit(logits, labels) first")
+        z = check_logits(logits, num_classes=self.num_classes)
+        return like_input(self._transform(z), logits)
+
+    def fit_transform(self, logits: Any, labels: Any) -> Any:
+        return self.fit(logits, labels).transform(logits)
+
+    def predict_proba(self, logits: Any) -> Any:
+        """Calibrated probabilities ``[N, K]`` (softmax of :meth:`transform`)."""
+        out = self.transform(logits)
+        t = torch.as_tensor(out)
+        p = torch.softmax(t, dim=1)
+        return like_input(p, logits)
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-able state: ``{"name", "version", "num_classes", ...}``; see :meth:`from_state_dict`."""
+        return {"name": self.name, "version": STATE_VERSION, "num_classes": self.num_classes, **self._get_state()}
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> Calibrator:
+        """Rebuild a fitted calibrator from :meth:`state_dict`.
+
+        Called on the base class it dispatches on ``state["name"]`` through the registry.
+        """
+        if not isinstance(state, dict) or "name" not in state:
+            raise ValueError("state must be a dict produced by Calibrator.state_dict() (missing 'name')")
+        if cls is Calibrator or not cls.name:
+            from .registry import calibrator_class
+
+            target = calibrator_class(state["name"])
+        else:
+            target = cls
+            if state["name"] != cls.name:
+                raise ValueError(f"state is for calibrator {state['name']!r}, not {cls.name!r}")
+        obj = target.__new__(target)
+        Calibrator.__init__(obj)
+        obj._set_state(state)
+        obj.num_classes = None if state.get("num_classes") is None else int(state["num_classes"])
+        return obj
+
+    def __repr__(self) -> str:
+        status = "fitted" if self.is_fitted else "unfitted"
+        return f"{type(self).__name__}({status})"
+
+    # -- subclass hooks -----------------------------------------------------------------------------
+    @abc.abstractmethod
+    def _fit(self, z: Tensor, y: Tensor) -> None: ...
+
+    @abc.abstractmethod
+    def _transform(self, z: Tensor) -> Tensor: ...
+
+    @abc.abstractmethod
+    def _get_state(self) -> dict[str, Any]: ...
+
+    @abc.abstractmethod
+    def _set_state(self, state: dict[str, Any]) -> None: ...
+
+
+class Identity(Calibrator):
+    """No calibration: ``transform(logits) = logits`` (a baseline and a registry placeholder)."""
+
+    name = "identity"
+
+    def _fit(self, z: Tensor, y: Tensor) -> None:
+        pass
+
+    def _transform(self, z: Tensor) -> Tensor:
+        return z.clone()
+
+    def _get_state(self) -> dict[str, Any]:
+        return {}
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        pass
+
+
+def to_list(t: Tensor | np.ndarray) -> list:
+    """Tensor/array as nested Python lists of floats (JSON-able)."""
+    if isinstance(t, Tensor):
+        t = t.detach().cpu().double().numpy()
+    return np.asarray(t, dtype=np.float64).tolist()

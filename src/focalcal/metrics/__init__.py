@@ -1,0 +1,47 @@
+"""Calibration metrics (Mukhoti et al., NeurIPS 2020, Sec. 5): ECE, AdaECE, classwise-ECE, MCE, NLL, Brier,
+error, their L2/debiased/smooth variants, reliability-bin statistics, bootstrap intervals and a streaming
+accumulator.
+
+Every metric takes keyword-only ``logits=`` or ``probs=`` (exactly one) and ``labels=``, accepts torch
+tensors or numpy arrays, and returns a Python float as a fraction (NLL in nats).
+"""
+
+from .binning import BinStats, reliability_bins
+from .bootstrap import BootstrapResult, bootstrap_ci
+from .calibration import (
+    SUMMARY_KEYS,
+    accuracy,
+    adaptive_ece,
+    brier_score,
+    calibration_error,
+    calibration_summary,
+    classwise_ece,
+    ece,
+    error_rate,
+    mce,
+    nll,
+)
+from .smooth import smooth_ece
+from .streaming import CalibrationAccumulator
+
+# NOTE: OOD scores and metrics (``focalcal.metrics.ood``) will be exported here once that module exists.
+
+__all__ = [
+    "SUMMARY_KEYS",
+    "BinStats",
+    "BootstrapResult",
+    "CalibrationAccumulator",
+    "accuracy",
+    "adaptive_ece",
+    "bootstrap_ci",
+    "brier_score",
+    "calibration_error",
+    "calibration_summary",
+    "classwise_ece",
+    "ece",
+    "error_rate",
+    "mce",
+    "nll",
+    "reliability_bins",
+    "smooth_ece",
+]

@@ -1,0 +1,165 @@
+"""Calibration metrics of Mukhoti et al. (NeurIPS 2020, Sec. 5 and Appendix) and common variants.
+
+Every function takes keyword-only ``logits=`` or ``probs=`` (exactly one; never guessed from the values)
+and ``labels=``; accepts torch tensors (any device) or numpy arrays; returns a Python ``float`` as a
+fraction (multiply by 100 for the paper's %), NLL in nats.
+
+Shapes and dtypes: ``logits``/``probs`` ``[N, K]`` floating point (K >= 2); ``labels`` ``[N]`` integer in
+``[0, K)``. Probabilities are computed in float32 (float64 for float64 input). ``probs`` must be
+non-negative with rows summing to 1 within ``PROB_SUM_ATOL = 1e-3``.
+
+Errors: ``ValueError`` naming the problem for shape mismatch, labels outside ``[0, K)``, NaN/inf,
+un-normalised or negative probabilities, ``n_bins < 1``, empty input, both or neither of logits/probs.
+
+Bin rules: see :mod:`focalcal.metrics.binning` (equal-width bins ``[lo, hi)`` with the last one closed;
+equal-mass bins that never split ties).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ._scan import scan
+from ._validate import check_binning, check_n_bins, check_norm
+from .binning import bin_stats
+
+#: Keys of :func:`calibration_summary`, in report order.
+SUMMARY_KEYS = ("error", "nll", "ece", "adaptive_ece", "classwise_ece", "mce", "brier")
+
+
+def calibration_error(
+    *,
+    logits=None,
+    probs=None,
+    labels,
+    n_bins: int = 15,
+    binning: str = "equal_width",
+    norm: str = "l1",
+    debias: bool = False,
+) -> float:
+    """Top-label binned calibration error (the general form of ECE, AdaECE, MCE and RMS-CE).
+
+    Computed from :func:`focalcal.metrics.reliability_bins` statistics via
+    :meth:`BinStats.calibration_error`.
+
+    Args:
+        n_bins: number of bins, >= 1 (paper: 15).
+        binning: ``"equal_width"`` or ``"equal_mass"``.
+        norm: ``"l1"`` (expected calibration error), ``"l2"`` (root-mean-square calibration error) or
+            ``"max"`` (maximum calibration error over non-empty bins).
+        debias: with ``norm="l2"``, the debiased estimator of Kumar, Liang & Ma (NeurIPS 2019).
+
+    Returns:
+        The calibration error as a fraction in [0, 1].
+    """
+    n_bins = check_n_bins(n_bins)
+    check_binning(binning)
+    check_norm(norm)
+    if debias and norm != "l2":
+        raise ValueError(f"debias=True is defined for norm='l2' only; got norm={norm!r}")
+    sc = scan(logits=logits, probs=probs, labels=labels)
+    return bin_stats(sc.confidence, sc.correct, n_bins, binning).calibration_error(norm, debias=debias)
+
+
+def ece(*, logits=None, probs=None, labels, n_bins: int = 15, norm: str = "l1") -> float:
+    """Expected calibration error (Naeini et al. 2015; Guo et al. 2017), as in Mukhoti et al. Sec. 5.
+
+    ``ECE = sum_b |acc_b - conf_b| * count_b / N`` over ``n_bins`` equal-width bins of the top-label
+    confidence. ``norm="l2"`` gives the RMS variant, ``norm="max"`` the MCE. Fraction in [0, 1].
+    """
+    return calibration_error(logits=logits, probs=probs, labels=labels, n_bins=n_bins, norm=norm)
+
+
+def adaptive_ece(*, logits=None, probs=None, labels, n_bins: int = 15, norm: str = "l1") -> float:
+    """Adaptive ECE (AdaECE, Mukhoti et al. 2020 Sec. 5; Nixon et al. 2019): ECE over equal-mass bins.
+
+    Ties are never split and row order never matters (see :mod:`focalcal.metrics.binning`). Fraction.
+    """
+    return calibration_error(
+        logits=logits, probs=probs, labels=labels, n_bins=n_bins, binning="equal_mass", norm=norm
+    )
+
+
+def mce(*, logits=None, probs=None, labels, n_bins: int = 15, binning: str = "equal_width") -> float:
+    """Maximum calibration error (Naeini et al. 2015): the largest ``|acc_b - conf_b|`` over non-empty bins."""
+    return calibration_error(
+        logits=logits, probs=probs, labels=labels, n_bins=n_bins, binning=binning, norm="max"
+    )
+
+
+def _classwise_from_diff(diff: torch.Tensor, n: int) -> float:
+    k = diff.shape[0]
+    return float(diff.abs().sum() / (n * k))
+
+
+def classwise_ece(*, logits=None, probs=None, labels, n_bins: int = 15) -> float:
+    """Classwise ECE (Kull et al. 2019; Mukhoti et al. 2020 Sec. 5).
+
+    For each class k, the equal-width binned calibration error of ``p_k`` against ``1[y = k]``:
+    ``CE_k = sum_b count_kb / N * |mean_{i in b} 1[y_i=k] - mean_{i in b} p_ik|``, averaged over the
+    ``K`` classes, where K is the width of the score array (not the number of labels present).
+    Fraction in [0, 1].
+    """
+    n_bins = check_n_bins(n_bins)
+    sc = scan(logits=logits, probs=probs, labels=labels, classwise_bins=n_bins)
+    return _classwise_from_diff(sc.classwise_diff, sc.confidence.shape[0])
+
+
+def nll(*, logits=None, probs=None, labels) -> float:
+    """Mean negative log-likelihood of the labels, in nats.
+
+    From ``logits``: the log-softmax at the label, ``logsumexp(z) - z_y``, in float64 (no clamp).
+    From ``probs``: ``-log(max(p_y, tiny))`` with ``tiny = torch.finfo(dtype).tiny`` (the smallest normal
+    number of the probs' working dtype), so only an exact 0 is clamped and the result stays finite.
+    """
+    sc = scan(logits=logits, probs=probs, labels=labels, need_nll=True)
+    return float(sc.nll.mean())
+
+
+def brier_score(*, logits=None, probs=None, labels) -> float:
+    """Multiclass Brier score (Brier 1950): ``mean_i sum_k (p_ik - 1[y_i = k])^2``, in [0, 2]."""
+    sc = scan(logits=logits, probs=probs, labels=labels, need_brier=True)
+    return float(sc.brier.mean())
+
+
+def error_rate(*, logits=None, probs=None, labels) -> float:
+    """Top-1 error as a fraction: ``mean_i 1[argmax_k p_ik != y_i]`` (ties go to the first class)."""
+    sc = scan(logits=logits, probs=probs, labels=labels)
+    return 1.0 - float(sc.correct.double().mean())
+
+
+def accuracy(*, logits=None, probs=None, labels) -> float:
+    """Top-1 accuracy as a fraction (``1 - error_rate``)."""
+    return 1.0 - error_rate(logits=logits, probs=probs, labels=labels)
+
+
+def calibration_summary(*, logits=None, probs=None, labels, n_bins: int = 15) -> dict[str, float]:
+    """All of the paper's metrics in one pass: softmax is computed once and shared.
+
+    Args:
+        logits: ``[N, K]`` float scores, or
+        probs: ``[N, K]`` probabilities (exactly one of the two).
+        labels: ``[N]`` int class indices in ``[0, K)``.
+        n_bins: bins for ECE, AdaECE, classwise-ECE and MCE (paper: 15).
+
+    Returns:
+        ``{"error", "nll", "ece", "adaptive_ece", "classwise_ece", "mce", "brier"}`` as Python floats:
+        fractions (not %), ``nll`` in nats, ``brier`` in [0, 2].
+
+    Raises:
+        ValueError: see the module doc.
+    """
+    n_bins = check_n_bins(n_bins)
+    sc = scan(logits=logits, probs=probs, labels=labels, need_nll=True, need_brier=True, classwise_bins=n_bins)
+    n = sc.confidence.shape[0]
+    width = bin_stats(sc.confidence, sc.correct, n_bins, "equal_width")
+    mass = bin_stats(sc.confidence, sc.correct, n_bins, "equal_mass")
+    return {
+        "error": 1.0 - float(sc.correct.double().mean()),
+        "nll": float(sc.nll.mean()),
+        "ece": width.calibration_error("l1"),
+        "adaptive_ece": mass.calibration_error("l1"),
+        "classwise_ece": _classwise_from_diff(sc.classwise_diff, n),
+        "mce": width.calibration_error("max"),
+        "brier": float(sc.brier.mean()),
+    }
