@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from focalcal.cli.main import main
 
@@ -108,3 +109,28 @@ def test_list_names_models_and_losses(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "resnet110_paper" in out and "flsd53" in out and "cpu_small" in out
+
+
+def test_cli_resume_uses_the_runs_own_config(cifar_subset_root, tmp_path, capsys):
+    run = tmp_path / "r"
+    args = ["train", "--data-dir", str(cifar_subset_root), "--loss", "ce", "--epochs", "2", "--train-size", "128",
+            "--val-size", "64", "--test-size", "64", "--batch-size", "64", "--dynamics-train-size", "0",
+            "--no-dynamics-test", "--out", str(run), "--no-progress", "--no-eval"]
+    assert main(args) == 0
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    state["epoch"] = 1  # as if killed after epoch 1
+    torch.save(state, run / "checkpoints" / "last.pt")
+    # resume names only the folder; every protocol setting comes from the run's config.json
+    assert main(["train", "--out", str(run), "--resume", "--no-progress", "--no-eval"]) == 0
+    assert [json.loads(s)["epoch"] for s in (run / "log.jsonl").read_text().splitlines()] == [1, 2]
+
+
+def test_bad_preset_is_one_clear_line(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("epochs: [unclosed\n")
+    assert main(["train", "--preset", str(bad), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "not valid YAML" in err and "Traceback" not in err
+    bad.write_text("epochs: ten\n")
+    assert main(["train", "--preset", str(bad), "--out", str(tmp_path / "x")]) == 2
+    assert "epochs must be a number" in capsys.readouterr().err

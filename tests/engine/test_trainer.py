@@ -23,9 +23,11 @@ def _config(**kw):
         batch_size=64,
         device="cpu",
         dynamics_train_size=64,
-        milestones=[1, 2],
     )
-    return TrainConfig(**{**base, **kw})
+    base.update(kw)
+    if base["epochs"] >= 3 and "milestones" not in kw:
+        base["milestones"] = [1, 2]
+    return TrainConfig(**base)
 
 
 def test_log_has_protocol_fields_and_lr_steps_after_optimiser(tiny, tmp_path):
@@ -115,3 +117,51 @@ def test_milestones_scale_with_epochs():
 def test_weight_norm_found_by_registry(tiny, tmp_path):
     t = Trainer(_config(epochs=1), tmp_path / "w", data=tiny, progress=False)
     assert last_linear(t.model) is t.model.fc
+
+
+def test_torn_log_line_is_dropped_on_resume_and_overwrite_clears_old_results(tiny, tmp_path):
+    run = tmp_path / "t"
+    Trainer(_config(epochs=2, loss="ce"), run, data=tiny, progress=False).fit()
+    lines = (run / "log.jsonl").read_text().splitlines()
+    # simulate a crash in epoch 2 after its log line was half written and before its checkpoint
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    state["epoch"] = 1
+    save_checkpoint(state, run / "checkpoints" / "last.pt")
+    (run / "log.jsonl").write_text(lines[0] + "\n" + lines[1][:25])
+    Trainer(_config(epochs=2, loss="ce"), run, data=tiny, progress=False).fit(resume=True)
+    epochs = [json.loads(s)["epoch"] for s in (run / "log.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2]
+
+    (run / "report.json").write_text("{}")
+    Trainer(_config(epochs=1, loss="ce"), run, data=tiny, progress=False).fit(overwrite=True)
+    assert not (run / "report.json").exists(), "a stale report survived --overwrite"
+
+
+def test_divergence_is_one_clear_error(tiny, tmp_path):
+    from focalcal.engine.trainer import TrainingDiverged
+
+    cfg = _config(epochs=1, loss="ce", lr=1e6, grad_clip=None, dynamics_train_size=0)
+    with pytest.raises(TrainingDiverged, match="lower --lr"):
+        Trainer(cfg, tmp_path / "d", data=tiny, progress=False).fit()
+
+
+def test_metrics_never_see_autocast_logits(tiny, tmp_path, monkeypatch):
+    import focalcal.engine.trainer as tr
+
+    calls = []
+    real = tr.predict_logits
+
+    def spy(model, loader, *, amp=False):
+        calls.append(amp)
+        return real(model, loader, amp=amp)
+
+    monkeypatch.setattr(tr, "predict_logits", spy)
+    Trainer(_config(epochs=1, loss="ce", amp=True), tmp_path / "a", data=tiny, progress=False).fit()
+    assert calls and not any(calls)
+
+
+def test_bad_config_values_are_named():
+    with pytest.raises(ValueError, match="epochs must be a number"):
+        TrainConfig(epochs="ten").validate()
+    with pytest.raises(ValueError, match="milestones"):
+        TrainConfig(epochs=10, milestones=[5, 12]).validate()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,12 @@ def parse_options(pairs: list[str]) -> dict[str, str]:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    values: dict[str, Any] = load_preset(args.preset) if args.preset else {}
+    """The run's configuration: the preset (or, with --resume, the run's own config.json), then the flags given."""
+    saved = Path(args.out) / "config.json"
+    if args.resume and saved.exists():
+        values: dict[str, Any] = json.loads(saved.read_text())
+    else:
+        values = load_preset(args.preset) if args.preset else {}
     for flag, key in _FLAG_TO_KEY.items():
         v = getattr(args, flag, None)
         if v is not None:

@@ -64,7 +64,7 @@ def run_demo(args: argparse.Namespace, echo: Callable[[str], None] = print) -> d
         dynamics_test=False,
     )
     t0 = time.perf_counter()
-    data = prepare_data(base)
+    data = prepare_data(base, download=getattr(args, "download", False))
     echo(
         f"data: {data.train_labels.numel()} train / {data.val_labels.numel()} val / "
         f"{data.test_labels.numel()} test CIFAR-10 images ({time.perf_counter() - t0:.1f}s)"
@@ -95,9 +95,7 @@ def run_demo(args: argparse.Namespace, echo: Callable[[str], None] = print) -> d
     for loss, rep in results.items():
         arr = rep["_arrays"]
         panels.append((f"{loss}: before TS", arr["bins_before"], rep["test"]["before"]))
-        panels.append(
-            (f"{loss}: after TS (T={arr['temperature']:.2f})", arr["bins_after"], rep["test"]["after"])
-        )
+        panels.append((f"{loss}: after TS (T={arr['temperature']:.2f})", arr["bins_after"], rep["test"]["after"]))
     save_figure(reliability_grid(panels, ncols=2), out / "reliability.png")
 
     clean = {k: {kk: vv for kk, vv in v.items() if kk != "_arrays"} for k, v in results.items()}

@@ -43,9 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     t = sub.add_parser("train", help="train a classifier with a calibration loss, then evaluate it")
-    t.add_argument(
-        "--preset", help="a YAML config (a file, or a name from `focalcal list`); flags override it"
-    )
+    t.add_argument("--preset", help="a YAML config (a file, or a name from `focalcal list`); flags override it")
     t.add_argument("--dataset", help=f"one of: {', '.join(DATASETS)} (default cifar10)")
     t.add_argument("--model", help="a model name from `focalcal list` (default resnet20)")
     t.add_argument("--loss", help="a loss name from `focalcal list` (default ce)")
@@ -78,9 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="bfloat16 autocast (default: on for CUDA, off for CPU)",
     )
     t.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
-    t.add_argument(
-        "--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model"
-    )
+    t.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model")
     t.add_argument(
         "--dynamics-train-size",
         type=int,
@@ -121,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--model", default=None)
     d.add_argument("--losses", default=None, help="comma-separated losses to compare (default ce,flsd53)")
     d.add_argument("--no-progress", action="store_true")
+    d.add_argument("--download", action="store_true", help="let torchvision download CIFAR-10 if it is missing")
     _add_data_args(d)
     d.set_defaults(func=commands.cmd_demo)
 
@@ -139,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (DataError, ValueError, FileNotFoundError, FileExistsError) as exc:
+    except (DataError, ValueError, TypeError, OSError) as exc:  # OSError: missing files, permissions, full disk
         print(f"focalcal: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

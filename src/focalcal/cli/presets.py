@@ -10,9 +10,7 @@ import yaml
 
 
 def available_presets() -> list[str]:
-    return sorted(
-        p.name[:-5] for p in resources.files("focalcal.presets").iterdir() if p.name.endswith(".yaml")
-    )
+    return sorted(p.name[:-5] for p in resources.files("focalcal.presets").iterdir() if p.name.endswith(".yaml"))
 
 
 def load_preset(name_or_path: str) -> dict[str, Any]:
@@ -23,10 +21,11 @@ def load_preset(name_or_path: str) -> dict[str, Any]:
     elif name_or_path in available_presets():
         text = resources.files("focalcal.presets").joinpath(f"{name_or_path}.yaml").read_text()
     else:
-        raise ValueError(
-            f"unknown preset {name_or_path!r}: not a YAML file; presets: {', '.join(available_presets())}"
-        )
-    data = yaml.safe_load(text) or {}
+        raise ValueError(f"unknown preset {name_or_path!r}: not a YAML file; presets: {', '.join(available_presets())}")
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"preset {name_or_path!r} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ValueError(f"preset {name_or_path!r} must be a YAML mapping of config keys")
     return data

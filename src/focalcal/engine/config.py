@@ -36,7 +36,7 @@ class TrainConfig:
     grad_clip: float | None = 2.0
     seed: int = 1
     split_seed: int = 1
-    val_size: int | float = 5000
+    val_size: int | float = 0.1  # a fraction of the official train split (5,000 of CIFAR's 50,000) or a count
     train_size: int | None = None
     test_size: int | None = None
     augment: bool = True
@@ -55,6 +55,8 @@ class TrainConfig:
         return [max(1, round(m * self.epochs / PAPER_EPOCHS)) for m in PAPER_MILESTONES]
 
     def validate(self) -> None:
+        """Check values and names; raises ValueError listing every problem (DataError for the dataset name)."""
+        self._check_types()
         problems = []
         if self.epochs < 1:
             problems.append(f"epochs must be >= 1 (got {self.epochs})")
@@ -66,6 +68,14 @@ class TrainConfig:
             problems.append(f"n_bins must be >= 1 (got {self.n_bins})")
         if self.grad_clip is not None and self.grad_clip <= 0:
             problems.append(f"grad_clip must be > 0, or None/0 to disable (got {self.grad_clip})")
+        if self.milestones is not None and any(not 0 < int(m) < self.epochs for m in self.milestones):
+            problems.append(f"milestones must lie in 1..epochs-1 = 1..{self.epochs - 1} (got {self.milestones})")
+        if not 0 < self.lr_gamma <= 1:
+            problems.append(f"lr_gamma must be in (0, 1] (got {self.lr_gamma})")
+        if self.image_size is not None and self.image_size < 1:
+            problems.append(f"image_size must be >= 1 (got {self.image_size})")
+        if not isinstance(self.loss_options, dict):
+            problems.append(f"loss_options must be a mapping of option: value (got {self.loss_options!r})")
         if problems:
             raise ValueError("invalid training configuration: " + "; ".join(problems))
         self._check_names()
@@ -82,6 +92,28 @@ class TrainConfig:
             raise ValueError(f"unknown model {self.model!r}; choose one of: {', '.join(available_models())}")
         if self.loss.lower() not in available_losses():
             raise ValueError(f"unknown loss {self.loss!r}; choose one of: {', '.join(available_losses())}")
+
+    def _check_types(self) -> None:
+        numeric = (
+            "epochs",
+            "batch_size",
+            "lr",
+            "momentum",
+            "weight_decay",
+            "lr_gamma",
+            "seed",
+            "split_seed",
+            "n_bins",
+            "eval_batch_size",
+            "dynamics_train_size",
+        )
+        out = [
+            f"{k} must be a number (got {getattr(self, k)!r})"
+            for k in numeric
+            if isinstance(getattr(self, k), bool) or not isinstance(getattr(self, k), (int, float))
+        ]
+        if out:
+            raise ValueError("invalid training configuration: " + "; ".join(out))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

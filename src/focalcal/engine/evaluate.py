@@ -64,14 +64,10 @@ def load_run(run_dir: str | Path, *, device: str = "auto") -> LoadedRun:
     )
 
 
-def run_logits(
-    run: LoadedRun, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1024
-) -> torch.Tensor:
+def run_logits(run: LoadedRun, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
     """Logits ``[N, K]`` (float32, CPU) of the run's model on uint8 ``images``, normalised as in training."""
-    loader = DeviceLoader(
-        images, labels, batch_size=batch_size, mean=run.mean, std=run.std, device=run.device
-    )
-    return predict_logits(run.model, loader, amp=run.device.type == "cuda")
+    loader = DeviceLoader(images, labels, batch_size=batch_size, mean=run.mean, std=run.std, device=run.device)
+    return predict_logits(run.model, loader)  # float32: metrics never see bf16-rounded logits
 
 
 def evaluate(

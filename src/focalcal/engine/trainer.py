@@ -12,6 +12,7 @@ run sees the same batches as an uninterrupted one.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,20 +25,42 @@ from ..data import DataSplits, DeviceLoader, load_dataset, make_splits
 from ..losses import build_loss
 from ..metrics import calibration_summary
 from ..models import build_model, last_linear
-from .checkpoint import load_checkpoint, save_checkpoint, write_json
+from .checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint, write_json
 from .config import TrainConfig
 from .device import autocast, resolve_device
-from .distributed import all_reduce_sum, barrier, init_from_env
+from .distributed import all_reduce_sum, barrier, broadcast_buffers, init_from_env
 from .dynamics import split_nll_entropy
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
 FINAL = Path("final.pt")
 LOG = Path("log.jsonl")
 CONFIG = Path("config.json")
+# files written from a trained run (evaluate, ood); removed with --overwrite so no stale result survives
+DERIVED = tuple(
+    Path(p)
+    for p in (
+        "report.json",
+        "report.md",
+        "logits.pt",
+        "reliability_before.png",
+        "reliability_after.png",
+        "ood.json",
+        "ood.md",
+        "ood_roc.png",
+    )
+)
+# settings that do not change what is trained: a run may be resumed with other values
+RUNTIME_KEYS = frozenset(
+    {"device", "data_dir", "amp", "channels_last", "compile", "eval_batch_size", "dynamics_train_size", "dynamics_test"}
+)
 
 
 class RunExistsError(ValueError):
     """The run folder already holds a run and neither resume nor overwrite was asked for."""
+
+
+class TrainingDiverged(ValueError):
+    """The training loss or the validation logits became NaN/inf."""
 
 
 def prepare_data(config: TrainConfig, *, download: bool = False) -> DataSplits:
@@ -54,7 +77,11 @@ def prepare_data(config: TrainConfig, *, download: bool = False) -> DataSplits:
 
 @torch.inference_mode()
 def predict_logits(model: torch.nn.Module, loader: DeviceLoader, *, amp: bool = False) -> torch.Tensor:
-    """Logits ``[N, K]`` float32 on the CPU, in loader order, with the model in eval mode."""
+    """Logits ``[N, K]`` float32 on the CPU, in loader order, with the model in eval mode.
+
+    ``amp=True`` runs the model under bfloat16 autocast; the engine never does so for logits that feed
+    metrics (bf16 rounding moves ECE/AdaECE by tenths of a point), only training steps use autocast.
+    """
     was_training = model.training
     model.eval()
     outs = []
@@ -166,9 +193,17 @@ class Trainer:
         if not self.config.compile:
             return model
         try:
-            return torch.compile(model)
+            compiled = torch.compile(model)
+            # compilation is lazy: trigger it on a tiny eval-mode batch (no BN statistics change) so a
+            # missing compiler toolchain shows here, where we can fall back, not at the first training step
+            model.eval()
+            with torch.no_grad():
+                compiled(torch.zeros(2, *self.data.train_images.shape[1:], device=self.device))
+            model.train()
+            return compiled
         except Exception as exc:  # compile is an optimisation: fall back, and say so
-            self.echo(f"torch.compile unavailable ({exc}); training uncompiled")
+            model.train()
+            self.echo(f"torch.compile unavailable ({type(exc).__name__}: {exc}); training uncompiled")
             return model
 
     # -- state -------------------------------------------------------------------------------------------
@@ -187,16 +222,19 @@ class Trainer:
 
     def _restore(self) -> int:
         state = load_checkpoint(self.run_dir / CHECKPOINT, map_location=self.device)
-        saved = TrainConfig.from_dict(state["config"])
-        if saved.to_dict() != self.config.to_dict():
-            diff = {
-                k: (v, self.config.to_dict()[k]) for k, v in saved.to_dict().items() if self.config.to_dict()[k] != v
-            }
-            raise ValueError(f"cannot resume: the configuration differs from the checkpoint's: {diff}")
+        saved, now = TrainConfig.from_dict(state["config"]).to_dict(), self.config.to_dict()
+        diff = {k: (saved[k], now[k]) for k in saved if k not in RUNTIME_KEYS and saved[k] != now[k]}
+        if diff:
+            raise ValueError(
+                "cannot resume: the configuration differs from the checkpoint's "
+                f"(key: (checkpoint, now)): {diff}; resume with the run's own settings or start a new --out"
+            )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.loss_fn.load_state_dict(state["loss"])
+        if self.dist.is_main:
+            write_json(self.run_dir / CONFIG, now)  # runtime keys (device, data_dir, ...) as resumed
         return int(state["epoch"])
 
     def _prepare_run_dir(self, resume: bool, overwrite: bool) -> int:
@@ -213,17 +251,25 @@ class Trainer:
             )
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            for stale in (CHECKPOINT, FINAL, LOG):
+            for stale in (CHECKPOINT, FINAL, LOG, *DERIVED):
                 (self.run_dir / stale).unlink(missing_ok=True)
             write_json(self.run_dir / CONFIG, self.config.to_dict())
         return 0
 
     def _truncate_log(self, completed: int) -> None:
+        """Keep the log lines of the epochs the checkpoint holds; drop later and torn (unparseable) lines."""
         path = self.run_dir / LOG
-        if path.exists():
-            lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-            kept = [ln for ln in lines if json.loads(ln)["epoch"] <= completed]
-            path.write_text("".join(ln + "\n" for ln in kept))
+        if not path.exists():
+            return
+        kept = []
+        for line in path.read_text().splitlines():
+            try:
+                if json.loads(line)["epoch"] <= completed:
+                    kept.append(line)
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue  # a line torn by a crash mid-write
+        data = "".join(ln + "\n" for ln in kept).encode()
+        atomic_write_bytes(path, lambda f: f.write(data))
 
     # -- loop --------------------------------------------------------------------------------------------
     def fit(self, *, resume: bool = False, overwrite: bool = False) -> Path:
@@ -236,9 +282,13 @@ class Trainer:
             record = self._run_epoch(epoch)
             if not self.dist.is_main:
                 continue
-            save_checkpoint(self._state(epoch + 1), self.run_dir / CHECKPOINT)
+            # the log line goes first: a crash before the checkpoint leaves a line that resume drops and
+            # rewrites, never a checkpoint whose epoch has no log line
             with open(self.run_dir / LOG, "a") as f:
                 f.write(json.dumps(record) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            save_checkpoint(self._state(epoch + 1), self.run_dir / CHECKPOINT)
             self.echo(
                 f"epoch {record['epoch']}/{self.config.epochs}  loss {record['train_loss']:.4f}  "
                 f"train acc {record['train_acc']:.4f}  val acc {record['val_acc']:.4f}  "
@@ -257,10 +307,16 @@ class Trainer:
         train_loss, train_acc = self._train_epoch(epoch)
         train_seconds = time.perf_counter() - t0
 
-        val_logits = predict_logits(self.model, self.val_loader, amp=self.amp)
+        val_logits = predict_logits(self.model, self.val_loader)
+        if not torch.isfinite(val_logits).all():
+            raise TrainingDiverged(
+                f"training diverged: validation logits are NaN/inf after epoch {epoch + 1}; lower --lr and "
+                "start a new --out"
+            )
         val = calibration_summary(logits=val_logits, labels=self.data.val_labels, n_bins=self.config.n_bins)
         if getattr(self.loss_fn, "needs_validation", False):
             self.loss_fn.update_from_validation(val_logits.to(self.device), self.data.val_labels.to(self.device))
+            broadcast_buffers(self.loss_fn, self.dist)  # every rank trains with rank 0's loss state
         self.scheduler.step()
         record: dict[str, Any] = {
             "epoch": epoch + 1,
@@ -272,7 +328,7 @@ class Trainer:
             "val_acc": 1.0 - val["error"],
         }
         gamma = getattr(self.loss_fn, "gamma", None)
-        if isinstance(gamma, (int, float)):
+        if isinstance(gamma, (int, float)) or (isinstance(gamma, torch.Tensor) and gamma.numel() == 1):
             record["gamma"] = float(gamma)
         if self.dist.is_main:  # other ranks would only repeat the same evaluation
             record.update(self._dynamics())
@@ -283,11 +339,11 @@ class Trainer:
     def _dynamics(self) -> dict[str, Any]:
         out: dict[str, Any] = {"fc_weight_norm": float(last_linear(self.model).weight.detach().norm())}
         if self.dyn_train_loader is not None:
-            logits = predict_logits(self.model, self.dyn_train_loader, amp=self.amp)
+            logits = predict_logits(self.model, self.dyn_train_loader)
             stats = split_nll_entropy(logits, self.dyn_train_loader.labels.cpu())
             out.update({f"train_eval_{k}": v for k, v in stats.items()})
         if self.config.dynamics_test:
-            logits = predict_logits(self.model, self.test_loader, amp=self.amp)
+            logits = predict_logits(self.model, self.test_loader)
             out.update({f"test_{k}": v for k, v in split_nll_entropy(logits, self.data.test_labels).items()})
         return out
 
@@ -298,6 +354,7 @@ class Trainer:
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
         per_batch_mean = getattr(loss_fn, "reduction", "mean") == "mean"
+        sum_reduced = getattr(loss_fn, "reduction", "mean") == "sum"
         batches = self.train_loader.epoch(epoch)
         bar = tqdm(
             batches,
@@ -310,19 +367,22 @@ class Trainer:
             with autocast(self.device, self.amp):
                 logits = model(x)
             loss = loss_fn(logits, y)
+            if sum_reduced and self.dist.enabled:
+                loss = loss * self.dist.world_size  # DDP averages gradients; a sum must stay a sum
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             opt.step()
             with torch.no_grad():  # accumulated on the device; read once per epoch (no per-step sync)
-                loss_sum += loss.detach() * (y.shape[0] if per_batch_mean else 1)
+                loss_sum += loss.detach() * (y.shape[0] if per_batch_mean else 1 / self.dist.world_size)
                 correct += (logits.argmax(1) == y).sum()
         totals = all_reduce_sum(torch.stack([loss_sum, correct.to(loss_sum.dtype)]), self.dist)
         n = self.train_loader.num_samples * self.dist.world_size
         loss_value, correct = float(totals[0]) / n, totals[1]
         if not torch.isfinite(torch.tensor(loss_value)):
-            raise FloatingPointError(
-                f"training loss became {loss_value} in epoch {epoch + 1}; lower --lr or enable --grad-clip"
+            raise TrainingDiverged(
+                f"training diverged: the loss became {loss_value} in epoch {epoch + 1}; the last good checkpoint "
+                f"is {self.run_dir / CHECKPOINT} (epoch {epoch}); lower --lr and start a new --out"
             )
         return loss_value, float(correct) / n
