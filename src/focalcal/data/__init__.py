@@ -5,7 +5,7 @@ from .corruptions import available_corruptions, corrupt
 from .datasets import DATA_ENV, DATASETS, ImageData, default_cache_dir, load_dataset, resolve_data_dir
 from .errors import DataError
 from .loader import DeviceLoader
-from .ood import OODSet, describe_ood_sets, load_ood_set
+from .ood import OODSet, describe_ood_sets, load_ood_set, load_ood_sets
 from .splits import DataSplits, channel_stats, make_splits
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "describe_ood_sets",
     "load_dataset",
     "load_ood_set",
+    "load_ood_sets",
     "make_splits",
     "random_crop_flip",
     "resolve_data_dir",
