@@ -70,9 +70,7 @@ def write_evaluation(run_dir: str | Path, report: dict[str, Any], arrays: dict[s
     atomic_write_bytes(run_dir / "report.md", lambda f: f.write(md))
     paths = [run_dir / "report.json", run_dir / "report.md"]
     for when in ("before", "after"):
-        title = f"{report['loss']}: {when} TS" + (
-            f" (T={arrays['temperature']:.2f})" if when == "after" else ""
-        )
+        title = f"{report['loss']}: {when} TS" + (f" (T={arrays['temperature']:.2f})" if when == "after" else "")
         fig = reliability_grid([(title, arrays[f"bins_{when}"], report["test"][when])])
         paths += save_figure(fig, run_dir / f"reliability_{when}.png")
     logits = {k: arrays[k] for k in ("val_logits", "val_labels", "test_logits", "test_labels")}

@@ -24,17 +24,35 @@ REPORT = Path("report.json")
 LOGITS = Path("logits.pt")
 
 # per-epoch statistics of Fig. 2, on the un-augmented train subset (``train_eval_``) and the test split
-_DYN_STATS = ("nll", "nll_correct", "nll_incorrect", "entropy", "entropy_correct", "entropy_incorrect",
-              "accuracy", "n_correct", "n_incorrect")
+_DYN_STATS = (
+    "nll",
+    "nll_correct",
+    "nll_incorrect",
+    "entropy",
+    "entropy_correct",
+    "entropy_incorrect",
+    "accuracy",
+    "n_correct",
+    "n_incorrect",
+)
 DYNAMICS_COLUMNS: tuple[str, ...] = tuple(f"{s}_{k}" for s in ("train_eval", "test") for k in _DYN_STATS)
 TEST_NLL_COLUMNS: tuple[str, ...] = ("test_nll", "test_accuracy", "val_nll")
 WEIGHT_NORM_COLUMNS: tuple[str, ...] = ("fc_weight_norm", "train_acc")
 
 # loss name -> legend label; options refine it in :func:`loss_label`
 _PAPER_NAMES = {
-    "ce": "CE", "brier": "Brier", "mmce": "MMCE", "mmce_weighted": "MMCE (weighted)",
-    "flsd53": "FLSD-53", "flsd53_3level": "FLSD-53 (3-level)", "flsc531": "FLSc-531", "flsd": "FLSD",
-    "flsc": "FLSc", "adafocal": "AdaFocal", "mbls": "MbLS", "dual_focal": "dual focal",
+    "ce": "CE",
+    "brier": "Brier",
+    "mmce": "MMCE",
+    "mmce_weighted": "MMCE (weighted)",
+    "flsd53": "FLSD-53",
+    "flsd53_3level": "FLSD-53 (3-level)",
+    "flsc531": "FLSc-531",
+    "flsd": "FLSD",
+    "flsc": "FLSc",
+    "adafocal": "AdaFocal",
+    "mbls": "MbLS",
+    "dual_focal": "dual focal",
 }
 _FIXED_GAMMA = {"fl1": 1.0, "fl2": 2.0, "fl3": 3.0}
 
@@ -119,8 +137,9 @@ def read_run(run_dir: str | Path, *, label: str | None = None) -> RunLog:
     run_dir = Path(run_dir)
     for f in (CONFIG, LOG):
         if not (run_dir / f).is_file():
-            raise FileNotFoundError(f"{run_dir} holds no training log ({f} missing); train a run with "
-                                    "`focalcal train --out DIR` first")
+            raise FileNotFoundError(
+                f"{run_dir} holds no training log ({f} missing); train a run with `focalcal train --out DIR` first"
+            )
     config = json.loads((run_dir / CONFIG).read_text())
     records = []
     for i, line in enumerate((run_dir / LOG).read_text().splitlines(), 1):
@@ -155,8 +174,9 @@ def read_runs(run_dirs: Sequence[str | Path], labels: Sequence[str] | None = Non
     runs = [read_run(d, label=None if labels is None else labels[i]) for i, d in enumerate(run_dirs)]
     if labels is None:
         seen = [r.label for r in runs]
-        runs = [RunLog(r.path, f"{r.label} [{r.name}]", r.config, r.records) if seen.count(r.label) > 1 else r
-                for r in runs]
+        runs = [
+            RunLog(r.path, f"{r.label} [{r.name}]", r.config, r.records) if seen.count(r.label) > 1 else r for r in runs
+        ]
     return runs
 
 
@@ -176,8 +196,14 @@ def epoch_rows(runs: Iterable[RunLog], columns: Sequence[str]) -> list[dict[str,
     rows = []
     for run in runs:
         for rec in run.records:
-            row = {"run": str(run.path), "label": run.label, "loss": run.config.get("loss"),
-                   "gamma": rec.get("gamma"), "epoch": int(rec["epoch"]), "lr": rec.get("lr")}
+            row = {
+                "run": str(run.path),
+                "label": run.label,
+                "loss": run.config.get("loss"),
+                "gamma": rec.get("gamma"),
+                "epoch": int(rec["epoch"]),
+                "lr": rec.get("lr"),
+            }
             row.update({k: rec.get(k) for k in columns})
             rows.append(row)
     return rows
@@ -219,8 +245,10 @@ def read_reliability(run: RunLog | str | Path, *, n_bins: int | None = None) -> 
         run = read_run(run)
     for f in (REPORT, LOGITS):
         if not (run.path / f).is_file():
-            raise FileNotFoundError(f"{run.path} has no {f}; evaluate the run with "
-                                    f"`focalcal evaluate {run.path}` first (the plot reads its saved logits)")
+            raise FileNotFoundError(
+                f"{run.path} has no {f}; evaluate the run with "
+                f"`focalcal evaluate {run.path}` first (the plot reads its saved logits)"
+            )
     report = json.loads((run.path / REPORT).read_text())
     saved = torch.load(run.path / LOGITS, map_location="cpu", weights_only=True)
     method = report["ts_method"]
@@ -231,7 +259,10 @@ def read_reliability(run: RunLog | str | Path, *, n_bins: int | None = None) -> 
     logits, labels = saved["test_logits"].float(), saved["test_labels"]
     scaled = logits / t
     return Reliability(
-        run.path, run.label, t, method,
+        run.path,
+        run.label,
+        t,
+        method,
         reliability_bins(logits=logits, labels=labels, n_bins=bins),
         reliability_bins(logits=scaled, labels=labels, n_bins=bins),
         calibration_summary(logits=logits, labels=labels, n_bins=bins),
@@ -246,9 +277,18 @@ def reliability_rows(items: Iterable[Reliability]) -> list[dict[str, Any]]:
         for stage, b, t in (("before", it.before, 1.0), ("after", it.after, it.temperature)):
             edges = np.asarray(b.edges, dtype=float)
             for i in range(len(edges) - 1):
-                rows.append({"run": str(it.run), "label": it.label, "stage": stage, "temperature": t,
-                             "bin": i,
-                             "bin_lower": float(edges[i]), "bin_upper": float(edges[i + 1]),
-                             "count": int(b.counts[i]), "mean_confidence": float(b.mean_confidence[i]),
-                             "accuracy": float(b.accuracy[i])})
+                rows.append(
+                    {
+                        "run": str(it.run),
+                        "label": it.label,
+                        "stage": stage,
+                        "temperature": t,
+                        "bin": i,
+                        "bin_lower": float(edges[i]),
+                        "bin_upper": float(edges[i + 1]),
+                        "count": int(b.counts[i]),
+                        "mean_confidence": float(b.mean_confidence[i]),
+                        "accuracy": float(b.accuracy[i]),
+                    }
+                )
     return rows
