@@ -21,8 +21,8 @@ from ..plots import reliability_grid, save_figure
 # A budget that trains both runs, evaluates them and writes the report in about 10 minutes on 2 CPU cores.
 DEMO_DEFAULTS = {
     "model": "resnet20",
-    "epochs": 15,
-    "train_size": 10000,
+    "epochs": 10,
+    "train_size": 8000,
     "val_size": 2000,
     "losses": "ce,flsd53",
 }
