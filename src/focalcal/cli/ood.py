@@ -21,8 +21,14 @@ from ..metrics.ood import SCORES
 def register(sub: argparse._SubParsersAction,
              add_data_args: Callable[[argparse.ArgumentParser], None]) -> None:
     """Add the ``ood`` sub-command to ``focalcal``'s sub-parsers."""
+    description = (
+        "Score the run's test split and each OOD/shifted set with softmax entropy, MSP and energy "
+        "(OOD = positive class), before and after the temperature fitted on the validation split; report "
+        "AUROC, AUPR-in/out, FPR@95%TPR and, on labelled shifted sets, calibration. Writes ood.json, ood.md "
+        "and ood_roc_<score>.png into RUN_DIR."
+    )
     p = sub.add_parser("ood", help="OOD detection and calibration under dataset shift, before/after TS",
-                       description=__doc__.splitlines()[0])
+                       description=description)
     p.add_argument("run_dir")
     p.add_argument("--ood", action="append", required=True, metavar="SET",
                    help=f"an OOD or shifted set (repeatable): {describe_ood_sets()}")

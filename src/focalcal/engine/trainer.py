@@ -46,7 +46,9 @@ DERIVED = tuple(
         "reliability_after.png",
         "ood.json",
         "ood.md",
-        "ood_roc.png",
+        "ood_roc_entropy.png",
+        "ood_roc_msp.png",
+        "ood_roc_energy.png",
     )
 )
 # settings that do not change what is trained: a run may be resumed with other values

@@ -21,12 +21,20 @@ from .calibration import (
     mce,
     nll,
 )
+from .ood import SCORES as OOD_SCORES
+from .ood import detection_metrics, energy_score, entropy_score, msp_score, ood_metrics, ood_roc_curve, ood_scores
 from .smooth import smooth_ece
 from .streaming import CalibrationAccumulator
 
-# NOTE: OOD scores and metrics (``focalcal.metrics.ood``) will be exported here once that module exists.
-
 __all__ = [
+    "OOD_SCORES",
+    "detection_metrics",
+    "energy_score",
+    "entropy_score",
+    "msp_score",
+    "ood_metrics",
+    "ood_roc_curve",
+    "ood_scores",
     "SUMMARY_KEYS",
     "BinStats",
     "BootstrapResult",
