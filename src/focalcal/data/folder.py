@@ -12,6 +12,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
+from .._io import atomic_torch_save
 from .errors import DataError
 
 CACHE_VERSION = 1
@@ -90,7 +91,5 @@ def decode_split(
 
     if cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
-        torch.save({"images": images_t, "labels": labels_t, "classes": classes}, tmp)
-        os.replace(tmp, cache_file)
+        atomic_torch_save({"images": images_t, "labels": labels_t, "classes": classes}, cache_file)
     return images_t, labels_t, classes

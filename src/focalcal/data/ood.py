@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .._io import atomic_torch_save
 from .corruptions import CORRUPTIONS, check_corruption, corrupt
 from .datasets import DATA_ENV, default_cache_dir, load_dataset, resolve_data_dir
 from .errors import DataError
@@ -259,9 +260,7 @@ def corrupted_test_split(
     images = corrupt(clean, corruption, severity, seed=seed)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save(images, tmp)
-        os.replace(tmp, path)
+        atomic_torch_save(images, path)
     return images, labels
 
 
