@@ -2,10 +2,18 @@
 
 With augmentation off and the same sample order, the engine's batches (uint8 on the device, fused
 normalisation, vectorised FLSD-53) and the standard pipeline's (PIL -> ToTensor -> Normalize per sample,
-FLSD-53 gamma picked in a Python loop) feed the same numbers to the same model, so per-batch losses over one
-epoch must agree up to float32 rounding, amplified by a few SGD steps. Tolerance: 1e-4 relative, measured
-differences are ~1e-6 (normalisation differs by one rounding: (x/255 - m)/s vs x*(1/(255 s)) - m/s).
-Augmentation itself is checked against torchvision's crops in tests/data/test_augment_loader.py.
+FLSD-53 gamma picked in a Python loop) feed the same numbers to the same model. Tolerances, relative:
+
+- step 1 (identical weights): float32 1e-6, where the measured difference is ~7e-8 (normalisation differs by
+  one rounding: (x/255 - m)/s vs x*(1/(255 s)) - m/s); bfloat16 autocast 2e-3, about one bf16 rounding unit
+  (2^-9), where the measured difference is 2.6e-4 to 3.8e-4 (rounding errors of 128 samples average out).
+  Either tolerance is far below what a pipeline fault gives: a wrong normalisation or gamma moves the loss by
+  percents.
+- steps 2 and 3 (the weights now differ by the update of the step-1 difference, amplified by lr 0.1):
+  float32 1e-3 (measured up to 8e-5), bfloat16 2e-2 (measured up to 4.7e-3).
+
+Augmentation itself is checked against torchvision's crops in tests/data/test_augment_loader.py; the
+effect of bfloat16 on a whole training run's accuracy and calibration is measured in the README (Speed).
 """
 
 import sys
@@ -32,7 +40,8 @@ class _FixedOrder(torch.utils.data.Sampler):
         return len(self.order)
 
 
-def test_one_epoch_matches_standard_pipeline(cifar_subset_root, tmp_path):
+@pytest.mark.parametrize("amp", [False, True], ids=["fp32", "bf16"])
+def test_one_epoch_matches_standard_pipeline(cifar_subset_root, tmp_path, amp):
     data = make_splits(load_dataset("cifar10", cifar_subset_root, cache_dir=None), val_size=64, train_size=384)
     cfg = TrainConfig(
         model="resnet20",
@@ -43,8 +52,8 @@ def test_one_epoch_matches_standard_pipeline(cifar_subset_root, tmp_path):
         augment=False,
         dynamics_train_size=0,
         dynamics_test=False,
-        amp=False,
-        channels_last=False,
+        amp=amp,
+        channels_last=amp,
     )
     trainer = Trainer(cfg, tmp_path / "run", data=data, progress=False)
     baseline_model = type(trainer.model)(20, 10)
@@ -76,6 +85,8 @@ def test_one_epoch_matches_standard_pipeline(cifar_subset_root, tmp_path):
     )
     baseline_losses = train_steps(baseline_model, loader)
     assert len(engine_losses) == len(baseline_losses) == 3
-    assert engine_losses == pytest.approx(baseline_losses, rel=1e-4)
+    first, later = (2e-3, 2e-2) if amp else (1e-6, 1e-3)
+    assert engine_losses[0] == pytest.approx(baseline_losses[0], rel=first)
+    assert engine_losses[1:] == pytest.approx(baseline_losses[1:], rel=later)
     # and the loss actually moved (the comparison is not between two constants)
     assert abs(engine_losses[-1] - engine_losses[0]) > 1e-3

@@ -73,9 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--amp",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="bfloat16 autocast (default: on for CUDA, off for CPU)",
+        help="bfloat16 autocast of the forward pass; losses and metrics stay float32 (default: on where bf16 "
+        "is native: CUDA, and CPUs with AMX or AVX512-BF16)",
     )
-    t.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
+    t.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="NHWC memory format (default: on for CUDA, and on CPU together with --amp)",
+    )
     t.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model")
     t.add_argument(
         "--dynamics-train-size",

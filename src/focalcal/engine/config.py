@@ -42,8 +42,8 @@ class TrainConfig:
     augment: bool = True
     n_bins: int = 15
     device: str = "auto"
-    amp: bool | None = None  # None: bfloat16 autocast on CUDA, off on CPU
-    channels_last: bool | None = None  # None: on for CUDA, off on CPU (measured slower there)
+    amp: bool | None = None  # None: bfloat16 autocast where bf16 is native (CUDA; CPUs with AMX/AVX512-BF16)
+    channels_last: bool | None = None  # None: on for CUDA, and on CPU with bf16 (engine.device.resolve_precision)
     compile: bool = False
     eval_batch_size: int = 1024
     dynamics_train_size: int = 2000  # fixed un-augmented train subset evaluated each epoch (0: off)

@@ -27,7 +27,7 @@ from ..metrics import calibration_summary
 from ..models import build_model, last_linear
 from .checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint, write_json
 from .config import TrainConfig
-from .device import autocast, resolve_device
+from .device import autocast, resolve_device, resolve_precision
 from .distributed import all_reduce_sum, barrier, broadcast_buffers, init_from_env
 from .dynamics import split_nll_entropy
 
@@ -131,9 +131,7 @@ class Trainer:
             raise ValueError(
                 f"batch size {config.batch_size} must be divisible by the {self.dist.world_size} processes"
             )
-        on_cuda = self.device.type == "cuda"
-        self.amp = on_cuda if config.amp is None else bool(config.amp)
-        self.channels_last = on_cuda if config.channels_last is None else bool(config.channels_last)
+        self.amp, self.channels_last = resolve_precision(self.device, config.amp, config.channels_last)
         self.data = data if data is not None else prepare_data(config, download=download)
 
         torch.manual_seed(config.seed)
@@ -192,6 +190,7 @@ class Trainer:
         )
 
     def _maybe_compile(self, model: torch.nn.Module) -> torch.nn.Module:
+        self.compiled = False
         if not self.config.compile:
             return model
         try:
@@ -202,6 +201,7 @@ class Trainer:
             with torch.no_grad():
                 compiled(torch.zeros(2, *self.data.train_images.shape[1:], device=self.device))
             model.train()
+            self.compiled = True
             return compiled
         except Exception as exc:  # compile is an optimisation: fall back, and say so
             model.train()
@@ -280,6 +280,10 @@ class Trainer:
         barrier(self.dist)
         if start:
             self.echo(f"resuming {self.run_dir} after epoch {start}")
+        self.echo(
+            f"training on {self.device}: {'bfloat16 autocast' if self.amp else 'float32'}"
+            f"{', channels_last' if self.channels_last else ''}{', compiled' if self.compiled else ''}"
+        )
         for epoch in range(start, self.config.epochs):
             record = self._run_epoch(epoch)
             if not self.dist.is_main:
@@ -328,6 +332,8 @@ class Trainer:
             "val_nll": val["nll"],
             "val_ece": val["ece"],
             "val_acc": 1.0 - val["error"],
+            "amp": self.amp,  # as resolved for this device (a resumed run may differ from its start)
+            "channels_last": self.channels_last,
         }
         gamma = getattr(self.loss_fn, "gamma", None)
         if isinstance(gamma, (int, float)) or (isinstance(gamma, torch.Tensor) and gamma.numel() == 1):
