@@ -10,7 +10,8 @@ FLSD-53 gamma picked in a Python loop) feed the same numbers to the same model. 
   Either tolerance is far below what a pipeline fault gives: a wrong normalisation or gamma moves the loss by
   percents.
 - steps 2 and 3 (the weights now differ by the update of the step-1 difference, amplified by lr 0.1):
-  float32 1e-3 (measured up to 8e-5), bfloat16 2e-2 (measured up to 4.7e-3).
+  float32 3e-4 (measured up to 8e-5), bfloat16 2e-2 (measured up to 4.7e-3). The bfloat16 figures were
+  measured with AMX (oneDNN); other bf16 kernels round differently, hence the margins.
 
 Augmentation itself is checked against torchvision's crops in tests/data/test_augment_loader.py; the
 effect of bfloat16 on a whole training run's accuracy and calibration is measured in the README (Speed).
@@ -85,7 +86,7 @@ def test_one_epoch_matches_standard_pipeline(cifar_subset_root, tmp_path, amp):
     )
     baseline_losses = train_steps(baseline_model, loader)
     assert len(engine_losses) == len(baseline_losses) == 3
-    first, later = (2e-3, 2e-2) if amp else (1e-6, 1e-3)
+    first, later = (2e-3, 2e-2) if amp else (1e-6, 3e-4)
     assert engine_losses[0] == pytest.approx(baseline_losses[0], rel=first)
     assert engine_losses[1:] == pytest.approx(baseline_losses[1:], rel=later)
     # and the loss actually moved (the comparison is not between two constants)

@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="bfloat16 autocast of the forward pass; losses and metrics stay float32 (default: on where bf16 "
-        "is native: CUDA, and CPUs with AMX or AVX512-BF16)",
+        "is native: CUDA compute capability 8.0+, and CPUs with AMX-BF16)",
     )
     t.add_argument(
         "--channels-last",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 
 import torch
 
@@ -23,37 +24,58 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def bf16_is_fast(device: torch.device) -> bool:
-    """Whether ``device`` computes bfloat16 matmuls/convolutions natively (so autocast speeds training up).
+    """Whether ``device`` runs bfloat16 convolutions natively, so that autocast speeds training up.
 
-    CUDA: ``torch.cuda.is_bf16_supported()``. CPU: AMX-BF16 or AVX512-BF16 instructions (Intel Cooper Lake,
-    Sapphire Rapids and later; AMD Zen 4 and later), which oneDNN uses for bfloat16 convolutions; without
-    them bfloat16 is emulated and slower than float32, so the engine keeps float32.
+    CUDA: compute capability 8.0 or newer (Ampere and later have bf16 tensor cores; older GPUs emulate it).
+    CPU: AMX-BF16 (Intel Sapphire Rapids and later), where oneDNN's bf16 kernels are measured at 2.3x
+    (ResNet-20) to 3.7x (ResNet-50) the float32 baseline (benchmarks/train_throughput.py). CPUs with only
+    AVX512-BF16 (Cooper Lake, AMD Zen 4) are not measured and stay float32; ``--amp`` opts in. A torch too
+    old to query CPU capabilities also stays float32.
     """
     if device.type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        return torch.cuda.is_available() and torch.cuda.get_device_capability(device) >= (8, 0)
     if device.type == "cpu":
-        try:
-            caps = torch.cpu.get_capabilities()
-        except (AttributeError, RuntimeError):  # older torch: no capability query, stay in float32
+        query = getattr(torch.cpu, "get_capabilities", None)
+        if query is None:
             return False
-        return bool(caps.get("amx_bf16") or caps.get("avx512_bf16"))
+        try:
+            return bool(query().get("amx_bf16"))
+        except RuntimeError:
+            return False
     return False
 
 
 def resolve_precision(device: torch.device, amp: bool | None, channels_last: bool | None) -> tuple[bool, bool]:
-    """The engine's ``(amp, channels_last)`` for ``device``; ``None`` means "the measured default":
+    """The engine's ``(amp, channels_last)`` for ``device``; ``None`` picks the default:
 
-    - amp (bfloat16 autocast of the model's forward pass; losses and metrics stay float32): on wherever
-      bfloat16 is native (:func:`bf16_is_fast`);
-    - channels_last: on for CUDA, and on the CPU together with bfloat16 (oneDNN's bf16 convolutions are
-      faster in NHWC); float32 on the CPU gains nothing from it.
-
-    See benchmarks/train_throughput.py for the figures behind these defaults.
+    - amp (bfloat16 autocast of the model's forward pass in training; losses take float32 logits and
+      evaluation runs in float32): on wherever bfloat16 is native (:func:`bf16_is_fast`);
+    - channels_last: on for CUDA, and on the CPU together with bfloat16 (measured 1.21x over NCHW for
+      oneDNN's bf16 convolutions); off for float32 on the CPU, where two measurements disagreed
+      (+9% and -3%).
     """
     use_amp = bf16_is_fast(device) if amp is None else bool(amp)
     if channels_last is None:
         channels_last = device.type == "cuda" or use_amp
     return use_amp, bool(channels_last)
+
+
+@contextlib.contextmanager
+def exact_float32(device: torch.device) -> Iterator[None]:
+    """Run float32 convolutions and matmuls in full float32 on ``device`` (CUDA's TF32 off), then restore.
+
+    Evaluation logits feed calibration metrics; TF32 (10-bit mantissa, on by default for cuDNN
+    convolutions) would round them. A no-op on other devices.
+    """
+    if device.type != "cuda":
+        yield
+        return
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def autocast(device: torch.device, enabled: bool):

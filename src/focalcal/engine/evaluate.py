@@ -32,6 +32,7 @@ class LoadedRun:
     classes: list[str]
     epoch: int
     device: torch.device
+    precision: dict[str, bool] | None = None  # training's {"amp", "channels_last"} (None: older runs)
 
 
 def load_run(run_dir: str | Path, *, device: str = "auto") -> LoadedRun:
@@ -61,6 +62,7 @@ def load_run(run_dir: str | Path, *, device: str = "auto") -> LoadedRun:
         list(state["classes"]),
         int(state["epoch"]),
         dev,
+        state.get("precision"),
     )
 
 
@@ -100,6 +102,7 @@ def evaluate(
         "loss": run.config.loss,
         "loss_options": run.config.loss_options,
         "epochs_trained": run.epoch,
+        "training_precision": run.precision,  # evaluation itself is always float32
         "n_bins": n_bins,
         "n_train": int(data.train_labels.shape[0]),
         "n_val": int(val_y.shape[0]),

@@ -33,6 +33,12 @@ def markdown_table(rows: list[tuple[str, dict[str, float]]], first: str = "") ->
     return "\n".join([head, sep, *body])
 
 
+def _precision(p: dict[str, bool] | None) -> str:
+    if p is None:
+        return "an unrecorded precision"
+    return ("bfloat16 autocast" if p["amp"] else "float32") + (", channels_last" if p["channels_last"] else "")
+
+
 def report_markdown(report: dict[str, Any], title: str) -> str:
     t = report["temperature"]
     opts = ", ".join(f"{k}={v}" for k, v in report["loss_options"].items())
@@ -47,6 +53,7 @@ def report_markdown(report: dict[str, Any], title: str) -> str:
         + f", {report['epochs_trained']} epochs",
         f"- train {report['n_train']}, validation {report['n_val']}, test {report['n_test']} images;"
         f" {report['n_bins']} bins",
+        f"- trained in {_precision(report.get('training_precision'))}; evaluated in float32",
         f"- temperature fitted on the validation split only (main method: `{report['ts_method']}`;"
         " `nll` minimises validation NLL over log T, `ece_grid` is the paper's grid 0.1..10 by validation ECE)",
         "",

@@ -11,6 +11,7 @@ run sees the same batches as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -27,7 +28,7 @@ from ..metrics import calibration_summary
 from ..models import build_model, last_linear
 from .checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint, write_json
 from .config import TrainConfig
-from .device import autocast, resolve_device, resolve_precision
+from .device import autocast, exact_float32, resolve_device, resolve_precision
 from .distributed import all_reduce_sum, barrier, broadcast_buffers, init_from_env
 from .dynamics import split_nll_entropy
 
@@ -81,15 +82,17 @@ def prepare_data(config: TrainConfig, *, download: bool = False) -> DataSplits:
 def predict_logits(model: torch.nn.Module, loader: DeviceLoader, *, amp: bool = False) -> torch.Tensor:
     """Logits ``[N, K]`` float32 on the CPU, in loader order, with the model in eval mode.
 
-    ``amp=True`` runs the model under bfloat16 autocast; the engine never does so for logits that feed
-    metrics (bf16 rounding moves ECE/AdaECE by tenths of a point), only training steps use autocast.
+    ``amp=False`` (the default) computes in full float32, with CUDA's TF32 off. ``amp=True`` runs the model
+    under bfloat16 autocast; the engine never does so for logits that feed metrics (bf16 rounding moves
+    ECE/AdaECE by tenths of a point), only training steps use autocast.
     """
     was_training = model.training
     model.eval()
     outs = []
-    for x, _ in loader.epoch(0):
-        with autocast(loader.device, amp):
-            outs.append(model(x).float())
+    with exact_float32(loader.device) if not amp else contextlib.nullcontext():
+        for x, _ in loader.epoch(0):
+            with autocast(loader.device, amp):
+                outs.append(model(x).float())
     model.train(was_training)
     return torch.cat(outs).cpu()
 
@@ -132,6 +135,10 @@ class Trainer:
                 f"batch size {config.batch_size} must be divisible by the {self.dist.world_size} processes"
             )
         self.amp, self.channels_last = resolve_precision(self.device, config.amp, config.channels_last)
+        if self.dist.enabled:  # ranks on different hardware must still train alike (and DDP needs one layout)
+            flags = torch.tensor([float(self.amp), float(self.channels_last)], device=self.device)
+            agreed = all_reduce_sum(flags, self.dist).tolist()
+            self.amp, self.channels_last = (v == self.dist.world_size for v in agreed)
         self.data = data if data is not None else prepare_data(config, download=download)
 
         torch.manual_seed(config.seed)
@@ -198,8 +205,11 @@ class Trainer:
             # compilation is lazy: trigger it on a tiny eval-mode batch (no BN statistics change) so a
             # missing compiler toolchain shows here, where we can fall back, not at the first training step
             model.eval()
-            with torch.no_grad():
-                compiled(torch.zeros(2, *self.data.train_images.shape[1:], device=self.device))
+            x = torch.zeros(2, *self.data.train_images.shape[1:], device=self.device)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.no_grad(), autocast(self.device, self.amp):  # as in training: bf16 graph if amp
+                compiled(x)
             model.train()
             self.compiled = True
             return compiled
@@ -220,6 +230,7 @@ class Trainer:
             "mean": self.data.mean,
             "std": self.data.std,
             "classes": self.data.classes,
+            "precision": {"amp": self.amp, "channels_last": self.channels_last},  # as the last epoch ran
         }
 
     def _restore(self) -> int:
@@ -280,10 +291,11 @@ class Trainer:
         barrier(self.dist)
         if start:
             self.echo(f"resuming {self.run_dir} after epoch {start}")
-        self.echo(
-            f"training on {self.device}: {'bfloat16 autocast' if self.amp else 'float32'}"
-            f"{', channels_last' if self.channels_last else ''}{', compiled' if self.compiled else ''}"
-        )
+        if start < self.config.epochs:
+            self.echo(
+                f"training on {self.device}: {'bfloat16 autocast' if self.amp else 'float32'}"
+                f"{', channels_last' if self.channels_last else ''}{', compiled' if self.compiled else ''}"
+            )
         for epoch in range(start, self.config.epochs):
             record = self._run_epoch(epoch)
             if not self.dist.is_main:
