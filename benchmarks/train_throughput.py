@@ -6,8 +6,9 @@
 (b) the baseline (benchmarks/baseline_pipeline.py): per-sample PIL transforms in a DataLoader, float32,
     FLSD-53 gamma picked per sample in a Python loop, as the paper's original code.
 
-Every row is timed ``--repeats`` times, the rows interleaved (so a slow spell of a shared machine hits all
-of them alike); the median is printed with the range. Ratios are against the best baseline of the same run.
+Every row is timed once per round, ``--repeats`` rounds (so a slow spell of a shared machine hits all rows
+alike); each row's ratio to the best baseline is taken within a round, and the medians over rounds are
+printed with their ranges.
 The model FLOP rate (forward+backward, counted by torch.utils.flop_counter) is given as a fraction of this
 device's matmul rate in the same precision, measured here (a large fp32 / bf16 matmul), not a datasheet.
 
@@ -189,25 +190,32 @@ def main() -> None:
                     continue
                 rows.append((label, amp, timer))
         rates: dict[str, list[float]] = {label: [] for label, _, _ in rows}
+        ratios: dict[str, list[float]] = {label: [] for label, _, _ in rows}
         for _ in range(args.repeats):
+            # one round times every row back to back; ratios are taken within the round, so a slow spell of
+            # a shared machine (seen here: +-20% between minutes) moves the numerator and denominator alike
             for label, _, timed in rows:
                 rates[label].append(timed())
-        median = {label: statistics.median(r) for label, r in rates.items()}
-        base = max(v for label, v in median.items() if label.startswith("baseline"))
+            base = max(rates[label][-1] for label in rates if label.startswith("baseline"))
+            for label in rates:
+                ratios[label].append(rates[label][-1] / base)
         print(
             f"\n## {model_name}, batch 128, FLSD-53, {data.train_images.shape[0]} images per timed epoch, "
-            f"median of {args.repeats}; {fpi / 1e9:.3f} GFLOP per image (fwd+bwd)"
+            f"median of {args.repeats} rounds; {fpi / 1e9:.3f} GFLOP per image (fwd+bwd)"
         )
         print(
-            f"{'pipeline':62s} {'img/s':>8s} {'(min-max)':>13s} {'vs baseline':>11s} {'GFLOP/s':>8s}"
-            f" {'of matmul rate':>15s}"
+            f"{'pipeline':62s} {'img/s':>8s} {'(min-max)':>12s} {'vs baseline':>11s} {'(min-max)':>12s}"
+            f" {'GFLOP/s':>8s} {'of matmul rate':>15s}"
         )
         for label, amp, _ in rows:
-            r = median[label]
+            r, q = statistics.median(rates[label]), ratios[label]
             spread = f"({min(rates[label]):.0f}-{max(rates[label]):.0f})"
-            flops = r * fpi
-            frac = f"{100 * flops / peak[amp]:.0f}% {'bf16' if amp else ('tf32' if tf32 else 'fp32')}"
-            print(f"{label:62s} {r:8.1f} {spread:>13s} {r / base:10.2f}x {flops / 1e9:8.1f} {frac:>15s}")
+            ratio_spread = f"({min(q):.2f}-{max(q):.2f})"
+            frac = f"{100 * r * fpi / peak[amp]:.0f}% {'bf16' if amp else ('tf32' if tf32 else 'fp32')}"
+            print(
+                f"{label:62s} {r:8.1f} {spread:>12s} {statistics.median(q):10.2f}x {ratio_spread:>12s}"
+                f" {r * fpi / 1e9:8.1f} {frac:>15s}"
+            )
 
 
 if __name__ == "__main__":
