@@ -98,4 +98,14 @@ def test_trainer_applies_and_logs_the_resolved_precision(monkeypatch, tmp_path):
     assert record["amp"] is True and record["channels_last"] is True
     from focalcal.engine import load_run
 
-    assert load_run(tmp_path / "run", device="cpu").precision == {"amp": True, "channels_last": True}
+    run = load_run(tmp_path / "run", device="cpu")
+    assert run.precision == {"amp": True, "channels_last": True}
+    from focalcal.engine import evaluate
+    from focalcal.engine.report import report_markdown
+
+    report, _ = evaluate(run, data)
+    assert report["training_precision"] == {"amp": True, "channels_last": True}
+    md = report_markdown(report, "t")
+    assert "trained in bfloat16 autocast, channels_last; evaluated in float32" in md
+    report["training_precision"] = None  # a run saved before the precision was recorded
+    assert "trained in an unrecorded precision" in report_markdown(report, "t")

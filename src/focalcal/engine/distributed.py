@@ -52,6 +52,17 @@ def all_reduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return t
 
 
+def all_ranks_true(flags: list[bool], info: DistInfo, device: torch.device | str = "cpu") -> list[bool]:
+    """Each flag stays True only if it is True on every rank (unchanged in a single process).
+
+    ``device``: where the collective runs (the rank's CUDA device under NCCL, the CPU under gloo).
+    """
+    if not info.enabled:
+        return list(flags)
+    t = all_reduce_sum(torch.tensor([float(f) for f in flags], device=device), info)
+    return [v == info.world_size for v in t.tolist()]
+
+
 def broadcast_buffers(module: torch.nn.Module, info: DistInfo) -> None:
     """Copy rank 0's buffers of ``module`` (e.g. AdaFocal's per-bin gammas) to every rank."""
     if info.enabled:

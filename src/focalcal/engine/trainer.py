@@ -29,7 +29,7 @@ from ..models import build_model, last_linear
 from .checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint, write_json
 from .config import TrainConfig
 from .device import autocast, exact_float32, resolve_device, resolve_precision
-from .distributed import all_reduce_sum, barrier, broadcast_buffers, init_from_env
+from .distributed import all_ranks_true, all_reduce_sum, barrier, broadcast_buffers, init_from_env
 from .dynamics import split_nll_entropy
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
@@ -135,10 +135,8 @@ class Trainer:
                 f"batch size {config.batch_size} must be divisible by the {self.dist.world_size} processes"
             )
         self.amp, self.channels_last = resolve_precision(self.device, config.amp, config.channels_last)
-        if self.dist.enabled:  # ranks on different hardware must still train alike (and DDP needs one layout)
-            flags = torch.tensor([float(self.amp), float(self.channels_last)], device=self.device)
-            agreed = all_reduce_sum(flags, self.dist).tolist()
-            self.amp, self.channels_last = (v == self.dist.world_size for v in agreed)
+        # ranks on different hardware must still train alike (and DDP needs one memory format)
+        self.amp, self.channels_last = all_ranks_true([self.amp, self.channels_last], self.dist, self.device)
         self.data = data if data is not None else prepare_data(config, download=download)
 
         torch.manual_seed(config.seed)
