@@ -7,6 +7,7 @@ ranks, wraps the model in DistributedDataParallel, and lets only rank 0 write fi
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -42,7 +43,15 @@ def init_from_env(device_type: str) -> DistInfo:
         if device_type == "cuda":
             torch.cuda.set_device(info.local_rank)
         dist.init_process_group(backend=backend)
+        # tear the group down before interpreter exit: left to process teardown, gloo's threads can abort
+        # the process ("terminate called without an active exception") after the work has succeeded
+        atexit.register(_destroy_process_group)
     return info
+
+
+def _destroy_process_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def all_reduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
