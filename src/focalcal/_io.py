@@ -1,30 +1,106 @@
-"""Atomic file writes shared by the engine (checkpoints, reports) and the data caches."""
+"""Atomic file writes, used for every file focalcal writes (run folders, data caches).
+
+A write goes to a temporary file beside the target (``.NAME.XXXX.tmp``), is flushed and fsynced, and is
+renamed over the target only when complete: a crash leaves either the old file or the new one, never a
+torn one. A full disk raises :class:`~focalcal.errors.DiskFullError` naming the disk (the old file stays).
+"""
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import torch
 
+from .errors import DiskFullError
 
-def atomic_write_bytes(path: Path, write) -> None:
-    """Call ``write(file_object)`` on a temporary file beside ``path``, fsync it, then rename over ``path``."""
+TMP_SUFFIX = ".tmp"
+
+
+class _RecordingFile:
+    """A file wrapper that remembers the first OSError of a write (torch.save turns it into a RuntimeError)."""
+
+    def __init__(self, f: BinaryIO):
+        self._f = f
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        try:
+            return self._f.write(data)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._f, name)
+
+
+def _disk_full(path: Path, cause: BaseException) -> DiskFullError:
+    try:
+        free = f"{shutil.disk_usage(path.parent).free / 2**20:.0f} MiB free"
+    except OSError:
+        free = "free space unknown"
+    return DiskFullError(
+        f"no space left on the disk holding {path.parent} ({free}) while writing {path.name}; "
+        f"the previous {path.name}, if any, is intact: free some space and run the command again"
+    )
+
+
+def atomic_write_bytes(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> None:
+    """Call ``write(file_object)`` on a temporary file beside ``path``, fsync it, then rename it over ``path``.
+
+    Raises:
+        DiskFullError: the disk filled up (ENOSPC); ``path`` is left as it was.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
+    f = None
     try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
+        f = _RecordingFile(os.fdopen(fd, "wb"))
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+        f.close()
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
+        recorded = f.error if f is not None else None
+        if f is not None:
+            try:
+                f.close()
+            except OSError as close_exc:
+                recorded = recorded or close_exc
         Path(tmp).unlink(missing_ok=True)
+        for err in (exc, recorded):
+            if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+                raise _disk_full(path, err) from exc
         raise
 
 
-def atomic_torch_save(obj, path: Path) -> None:
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    data = text.encode()
+    atomic_write_bytes(path, lambda f: f.write(data))
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save(obj)`` to ``path`` atomically (see :func:`atomic_write_bytes`)."""
     atomic_write_bytes(path, lambda f: torch.save(obj, f))
+
+
+def remove_temp_files(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that interrupted atomic writes left in ``folder`` (not recursive).
+
+    Only call this while no other process writes into ``folder`` (a run folder's lock guarantees it).
+    """
+    removed = []
+    for p in Path(folder).glob(f".*{TMP_SUFFIX}"):
+        if p.is_file():
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed

@@ -39,9 +39,9 @@ def split():
 
 def test_registry_lists_all_and_rejects_unknown():
     assert available_calibrators() == sorted(NAMES)
-    with pytest.raises(ValueError, match="unknown calibrator 'platt'; available: dirichlet, histogram, identity"):
+    with pytest.raises(ValueError, match="unknown calibrator 'platt'; choose one of: dirichlet, histogram, identity"):
         build_calibrator("platt")
-    with pytest.raises(ValueError, match="unknown option.*gamma.*valid: method, n_bins, t_min"):
+    with pytest.raises(ValueError, match="unknown option.*gamma.*valid options: closed, max_iter, method, n_bins"):
         build_calibrator("temperature", gamma=2)
     ts = build_calibrator("temperature", method="ece_grid", n_bins=10)
     assert isinstance(ts, TemperatureScaling) and ts.method == "ece_grid" and ts.n_bins == 10

@@ -13,8 +13,10 @@ def test_train_then_evaluate_writes_every_file(cifar_subset_root, tmp_path, caps
     rc = main(
         [
             "train",
+            "--dataset",
+            "imagefolder",
             "--data-dir",
-            str(cifar_subset_root),
+            str(cifar_subset_root / "cifar10"),
             "--model",
             "resnet20",
             "--loss",
@@ -76,8 +78,10 @@ def test_unknown_names_list_the_valid_ones(cifar_subset_root, tmp_path, capsys, 
     rc = main(
         [
             "train",
+            "--dataset",
+            "imagefolder",
             "--data-dir",
-            str(cifar_subset_root),
+            str(cifar_subset_root / "cifar10"),
             flag,
             value,
             "--epochs",
@@ -108,14 +112,15 @@ def test_evaluate_without_a_run_says_how_to_make_one(tmp_path, capsys):
 def test_list_names_models_and_losses(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    assert "resnet110_paper" in out and "flsd53" in out and "cpu_small" in out
+    assert "resnet110_paper" in out and "densenet121" in out and "flsd53" in out
+    assert "paper_cifar" in out and "72 experiments" in out and "FL-3" in out and "TS (NLL)" in out
 
 
 def test_cli_resume_uses_the_runs_own_config(cifar_subset_root, tmp_path, capsys):
     run = tmp_path / "r"
-    args = ["train", "--data-dir", str(cifar_subset_root), "--loss", "ce", "--epochs", "2", "--train-size", "128",
-            "--val-size", "64", "--test-size", "64", "--batch-size", "64", "--dynamics-train-size", "0",
-            "--no-dynamics-test", "--out", str(run), "--no-progress", "--no-eval"]
+    args = ["train", "--dataset", "imagefolder", "--data-dir", str(cifar_subset_root / "cifar10"), "--loss", "ce",
+            "--epochs", "2", "--train-size", "128", "--val-size", "64", "--test-size", "64", "--batch-size", "64", "--dynamics-train-size", "0",
+            "--dynamics-test-size", "0", "--out", str(run), "--no-progress", "--no-eval"]
     assert main(args) == 0
     state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     state["epoch"] = 1  # as if killed after epoch 1

@@ -24,7 +24,7 @@ def test_paper_split_and_train_statistics(full_cifar):
 
 
 def test_split_is_disjoint_and_fractional(cifar_subset_root):
-    d = load_dataset("cifar10", cifar_subset_root, cache_dir=None)
+    d = load_dataset("imagefolder", cifar_subset_root / "cifar10", cache_dir=None)
     s = make_splits(d, val_size=0.1, split_seed=1, train_size=100, test_size=50)
     assert (s.val_images.shape[0], s.train_images.shape[0], s.test_images.shape[0]) == (60, 100, 50)
     val = {bytes(x.numpy().tobytes()) for x in s.val_images}

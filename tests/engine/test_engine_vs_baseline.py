@@ -43,7 +43,7 @@ class _FixedOrder(torch.utils.data.Sampler):
 
 @pytest.mark.parametrize("amp", [False, True], ids=["fp32", "bf16"])
 def test_one_epoch_matches_standard_pipeline(cifar_subset_root, tmp_path, amp):
-    data = make_splits(load_dataset("cifar10", cifar_subset_root, cache_dir=None), val_size=64, train_size=384)
+    data = make_splits(load_dataset("imagefolder", cifar_subset_root / "cifar10", cache_dir=None), val_size=64, train_size=384)
     cfg = TrainConfig(
         model="resnet20",
         loss="flsd53",
@@ -52,7 +52,7 @@ def test_one_epoch_matches_standard_pipeline(cifar_subset_root, tmp_path, amp):
         device="cpu",
         augment=False,
         dynamics_train_size=0,
-        dynamics_test=False,
+        dynamics_test_size=0,
         amp=amp,
         channels_last=amp,
     )

@@ -4,14 +4,15 @@ import pytest
 import torch
 
 from focalcal.data import load_dataset, make_splits
-from focalcal.engine import RunExistsError, TrainConfig, Trainer
-from focalcal.engine.checkpoint import load_checkpoint, save_checkpoint
+from focalcal._io import atomic_torch_save
+from focalcal.engine import RunFolder, TrainConfig, Trainer
+from focalcal.errors import ResumeMismatchError, RunExistsError
 from focalcal.models import last_linear
 
 
 @pytest.fixture(scope="module")
 def tiny(cifar_subset_root):
-    data = load_dataset("cifar10", cifar_subset_root, cache_dir=None)
+    data = load_dataset("imagefolder", cifar_subset_root / "cifar10", cache_dir=None)
     return make_splits(data, val_size=100, train_size=256, test_size=100)
 
 
@@ -51,7 +52,7 @@ def test_log_has_protocol_fields_and_lr_steps_after_optimiser(tiny, tmp_path):
         ):
             assert key in r, key
         assert 0 <= r["val_ece"] <= 1 and r["val_nll"] > 0
-    ckpt = load_checkpoint(tmp_path / "run" / "final.pt")
+    ckpt = torch.load(tmp_path / "run" / "final.pt", weights_only=True)
     assert ckpt["epoch"] == 3 and ckpt["mean"] == tiny.mean
     # the logged weight norm is the checkpoint's
     assert lines[-1]["fc_weight_norm"] == pytest.approx(float(ckpt["model"]["fc.weight"].norm()), rel=1e-6)
@@ -79,8 +80,8 @@ def test_resume_after_crash_reproduces_uninterrupted_run(tiny, tmp_path, monkeyp
         Trainer(cfg, tmp_path / "b", data=tiny, progress=False).fit()
     Trainer(cfg, tmp_path / "b", data=tiny, progress=False).fit(resume=True)
 
-    a = load_checkpoint(tmp_path / "a" / "final.pt")["model"]
-    b = load_checkpoint(tmp_path / "b" / "final.pt")["model"]
+    a = torch.load(tmp_path / "a" / "final.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "b" / "final.pt", weights_only=True)["model"]
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
     log_a = [json.loads(s)["train_loss"] for s in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
@@ -90,21 +91,21 @@ def test_resume_after_crash_reproduces_uninterrupted_run(tiny, tmp_path, monkeyp
 
 def test_resume_refuses_a_different_config(tiny, tmp_path):
     Trainer(_config(epochs=1), tmp_path / "r", data=tiny, progress=False).fit()
-    with pytest.raises(ValueError, match="cannot resume.*loss"):
+    with pytest.raises(ResumeMismatchError, match="cannot resume.*loss"):
         Trainer(_config(epochs=1, loss="ce"), tmp_path / "r", data=tiny, progress=False).fit(resume=True)
 
 
 def test_atomic_checkpoint_keeps_old_file_when_write_fails(tmp_path):
     path = tmp_path / "c.pt"
-    save_checkpoint({"v": 1}, path)
+    atomic_torch_save({"v": 1}, path)
 
     class Boom:
         def __reduce__(self):
-            raise RuntimeError("disk full")
+            raise RuntimeError("boom")
 
-    with pytest.raises(RuntimeError, match="disk full"):
-        save_checkpoint({"v": Boom()}, path)
-    assert load_checkpoint(path)["v"] == 1
+    with pytest.raises(RuntimeError, match="boom"):
+        atomic_torch_save({"v": Boom()}, path)
+    assert torch.load(path, weights_only=True)["v"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
 
 
@@ -124,9 +125,9 @@ def test_torn_log_line_is_dropped_on_resume_and_overwrite_clears_old_results(tin
     Trainer(_config(epochs=2, loss="ce"), run, data=tiny, progress=False).fit()
     lines = (run / "log.jsonl").read_text().splitlines()
     # simulate a crash in epoch 2 after its log line was half written and before its checkpoint
-    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     state["epoch"] = 1
-    save_checkpoint(state, run / "checkpoints" / "last.pt")
+    RunFolder(run).save_checkpoint(state)
     (run / "log.jsonl").write_text(lines[0] + "\n" + lines[1][:25])
     Trainer(_config(epochs=2, loss="ce"), run, data=tiny, progress=False).fit(resume=True)
     epochs = [json.loads(s)["epoch"] for s in (run / "log.jsonl").read_text().splitlines()]
@@ -151,9 +152,9 @@ def test_metrics_never_see_autocast_logits(tiny, tmp_path, monkeypatch):
     calls = []
     real = tr.predict_logits
 
-    def spy(model, loader, *, amp=False):
+    def spy(model, loader, *, amp=False, dist=None):
         calls.append(amp)
-        return real(model, loader, amp=amp)
+        return real(model, loader, amp=amp, dist=dist)
 
     monkeypatch.setattr(tr, "predict_logits", spy)
     Trainer(_config(epochs=1, loss="ce", amp=True), tmp_path / "a", data=tiny, progress=False).fit()

@@ -102,7 +102,7 @@ def test_numpy_and_lists_and_dtypes():
 
 
 def test_probs_tolerance_is_documented_value():
-    from focalcal.metrics._validate import PROB_SUM_ATOL
+    from focalcal.validation import PROB_SUM_ATOL
 
     assert PROB_SUM_ATOL == 1e-3
     p = P.double() * (1 + 0.9e-3)  # rows off by at most 0.9e-3: accepted

@@ -43,3 +43,17 @@ def test_every_model_maps_images_to_logits(name):
 def test_unknown_model_lists_valid_names():
     with pytest.raises(ValueError, match="resnet20.*resnet50"):
         build_model("vgg16", 10)
+
+
+def test_densenet121_is_torchvisions_with_a_3x3_stem():
+    # torchvision's densenet121 is the published architecture (Huang et al. 2017, Table 1: 6/12/24/16 layers,
+    # growth 32); the CIFAR variant replaces the 7x7 conv + BN stem by one 3x3 conv and has the rest identical
+    ours = n_params(build_model("densenet121", 10))
+    tv = n_params(torchvision.models.densenet121(num_classes=10))
+    assert ours == tv - 3 * 64 * 7 * 7 - 2 * 64 + 3 * 64 * 3 * 3
+    assert tv == 6_964_106  # 7,978,856 with 1000 classes, as published, minus 990 x 1025 classifier weights
+
+
+def test_densenet121_maps_32x32_to_a_1024_feature_classifier():
+    m = build_model("densenet121", 100)
+    assert last_linear(m).in_features == 1024 and last_linear(m).out_features == 100

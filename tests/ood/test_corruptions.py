@@ -18,7 +18,7 @@ RANDOM = ("gaussian_noise", "shot_noise", "impulse_noise")
 @pytest.fixture(scope="module")
 def clean(cifar_subset_root):
     """200 real CIFAR-10 test images, uint8 [200, 3, 32, 32]."""
-    return load_dataset("cifar10", cifar_subset_root, cache_dir=None).test_images
+    return load_dataset("imagefolder", cifar_subset_root / "cifar10", cache_dir=None).test_images
 
 
 def test_at_least_the_paper_corruption_and_five_others():
@@ -129,11 +129,11 @@ def test_bad_arguments_raise():
         corrupt(x.float(), "gaussian_noise", 1)
 
 
-def test_corrupted_split_is_cached(cifar_subset_root, tmp_path):
-    kw = dict(data_dir=cifar_subset_root, cache_dir=tmp_path)
+def test_corrupted_split_is_cached(cifar_root, tmp_path):
+    kw = dict(data_dir=cifar_root, cache_dir=tmp_path)
     a, y = corrupted_test_split("cifar10", "gaussian_noise", 5, **kw)
     files = list((tmp_path / "corrupted").glob("cifar10c-gaussian_noise-5-seed0-*.pt"))
-    assert len(files) == 1 and a.shape == (200, 3, 32, 32) and y.shape == (200,)
+    assert len(files) == 1 and a.shape == (10_000, 3, 32, 32) and y.shape == (10_000,)
     torch.save(torch.zeros_like(a), files[0])  # a cache hit returns the file's content
     b, _ = corrupted_test_split("cifar10", "gaussian_noise", 5, **kw)
     assert b.sum() == 0

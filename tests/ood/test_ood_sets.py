@@ -102,8 +102,8 @@ def test_image_folder_of_mixed_sizes(tmp_path):
         load_ood_set(f"folder:{tmp_path / 'absent'}")
 
 
-def test_cifar10c_is_a_labelled_shift_of_the_test_split(cifar_subset_root):
-    s = load_ood_set("cifar10c:contrast:5", cifar_subset_root, max_images=50)
+def test_cifar10c_is_a_labelled_shift_of_the_test_split(cifar_root):
+    s = load_ood_set("cifar10c:contrast:5", cifar_root, max_images=50)
     assert s.kind == "shift" and s.label_dataset == "cifar10" and s.name == "cifar10c:contrast:5"
     assert s.images.shape == (50, 3, 32, 32) and s.labels.shape == (50,)
 
@@ -114,9 +114,9 @@ def test_cifar10c_is_a_labelled_shift_of_the_test_split(cifar_subset_root):
     ("cifar10c:gaussian_noise:9", ValueError, "1, 2, 3, 4, 5"),
     ("cifar10c:snowstorm:1", ValueError, "impulse_noise"),
 ])
-def test_bad_names_raise_clearly(cifar_subset_root, name, err, match):
+def test_bad_names_raise_clearly(cifar_root, name, err, match):
     with pytest.raises(err, match=match):
-        load_ood_set(name, cifar_subset_root)
+        load_ood_set(name, cifar_root)
 
 
 def test_missing_cifar100_says_how_to_get_it(tmp_path):
@@ -131,12 +131,12 @@ def test_resize_keeps_dtype_and_shape():
     assert resize_images(x, 28) is x
 
 
-def test_several_sets_load_the_clean_split_once(cifar_subset_root, monkeypatch):
+def test_several_sets_load_the_clean_split_once(cifar_root, monkeypatch):
     calls = []
     real = ood_mod.load_dataset
     monkeypatch.setattr(ood_mod, "load_dataset", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
     names = ["cifar10c:gaussian_noise:1", "cifar10c:contrast:2", "cifar10"]
-    sets = ood_mod.load_ood_sets(names, cifar_subset_root, max_images=40)
+    sets = ood_mod.load_ood_sets(names, cifar_root, max_images=40)
     assert calls == ["cifar10"] and [s.name for s in sets] == names
-    assert torch.equal(sets[1].images, load_ood_set(names[1], cifar_subset_root, max_images=40).images)
+    assert torch.equal(sets[1].images, load_ood_set(names[1], cifar_root, max_images=40).images)
     assert torch.equal(sets[0].labels, sets[2].labels)  # the same seeded subset of the same test split

@@ -9,7 +9,8 @@ import pytest
 from matplotlib.figure import Figure
 
 from focalcal.cli.plot import g_table, write_csv
-from focalcal.engine.runlog import epoch_rows, loss_label, read_run, read_runs, require_columns
+from focalcal.engine.runlog import epoch_rows, read_run, read_runs, require_columns
+from focalcal.losses import loss_label
 from focalcal.losses import g_factor, p_threshold
 from focalcal.plots import Curves, analysis_sheet, g_figure, nll_entropy_figure, weight_norm_figure
 
@@ -18,14 +19,16 @@ from focalcal.plots import Curves, analysis_sheet, g_figure, nll_entropy_figure,
     "loss,opts,label",
     [
         ("ce", {}, "CE"),
-        ("focal", {"gamma": 3.0}, "focal (γ=3)"),
-        ("focal", {}, "focal (γ=3)"),
-        ("fl1", {}, "focal (γ=1)"),
-        ("focal", {"gamma": 2.5, "reduction": "sum"}, "focal (γ=2.5)"),
+        ("focal", {"gamma": 3.0}, "FL-3"),
+        ("focal", {}, "FL-3"),
+        ("fl1", {}, "FL-1"),
+        ("focal", {"gamma": 2.5, "reduction": "sum"}, "FL-2.5"),
         ("flsd53", {}, "FLSD-53"),
         ("flsc531", {}, "FLSc-531"),
         ("ls", {"smoothing": 0.05}, "LS-0.05"),
-        ("mmce_weighted", {"lam": 2.0}, "MMCE (weighted) (λ=2)"),
+        ("mmce_weighted", {"lam": 2.0}, "MMCE"),
+        ("mmce_weighted", {"lam": 4}, "MMCE (λ=4)"),
+        ("mbls", {"margin": 5}, "MbLS (margin=5)"),
         ("flsd", {"thresholds": [0.2], "gammas": [5.0, 3.0]}, "FLSD (thresholds=0.2, gammas=5,3)"),
         ("my_loss", {"k": 1}, "my_loss (k=1)"),
     ],

@@ -29,7 +29,7 @@ def trained(cifar_subset_root, tmp_path_factory):
     """Two real runs (CE, focal gamma 3), resnet20, 3 epochs on 128 CIFAR-10 images, evaluated; each epoch's
     checkpoint kept as ``snapshots/epochN/checkpoints/last.pt`` so ``load_run`` restores that epoch."""
     root = tmp_path_factory.mktemp("runs")
-    data = load_dataset("cifar10", cifar_subset_root, cache_dir=None)
+    data = load_dataset("imagefolder", cifar_subset_root / "cifar10", cache_dir=None)
     splits = make_splits(data, val_size=64, train_size=128, test_size=100)
     runs = {}
     for name, (loss, opts) in LOSSES.items():
@@ -103,7 +103,7 @@ def test_logged_dynamics_match_each_epochs_checkpoint(trained, name):
 def test_runlog_reads_the_log_and_labels_the_loss(trained):
     runs, _ = trained
     ce, fl = read_run(runs["ce"]), read_run(runs["fl3"])
-    assert (ce.label, fl.label) == ("CE", "focal (γ=3)")
+    assert (ce.label, fl.label) == ("CE", "FL-3")
     assert ce.epochs.tolist() == [1, 2, 3] and ce.lr_drops() == [2]
     log = _log(runs["fl3"])
     assert fl.column("test_nll").tolist() == [r["test_nll"] for r in log]
@@ -145,7 +145,7 @@ def test_plot_all_writes_every_figure_and_csv_with_the_logs_values(trained, tmp_
                        ("weight_norm", ("fc_weight_norm", "train_acc"))):
         rows = _read_csv(out / f"{stem}.csv")
         assert len(rows) == 2 * EPOCHS
-        assert {r["label"] for r in rows} == {"CE", "focal (γ=3)"}
+        assert {r["label"] for r in rows} == {"CE", "FL-3"}
         for row in rows:
             rec = logs[row["run"]][int(row["epoch"]) - 1]
             assert int(row["epoch"]) == rec["epoch"] and _cell_equals(row["lr"], rec["lr"])

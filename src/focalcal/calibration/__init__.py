@@ -21,15 +21,18 @@ from .base import Calibrator, Identity
 from .binning import HistogramBinning, IsotonicCalibration
 from .matrix import DirichletCalibration, MatrixScaling, VectorScaling
 from .registry import (
+    CALIBRATORS,
     available_calibrators,
     build_calibrator,
     calibrator_class,
+    calibrator_label,
     calibrator_options,
     register_calibrator,
 )
 from .temperature import PAPER_GRID, TemperatureScaling
 
 __all__ = [
+    "CALIBRATORS",
     "PAPER_GRID",
     "Calibrator",
     "DirichletCalibration",
@@ -42,6 +45,7 @@ __all__ = [
     "available_calibrators",
     "build_calibrator",
     "calibrator_class",
+    "calibrator_label",
     "calibrator_options",
     "register_calibrator",
 ]

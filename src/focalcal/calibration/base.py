@@ -22,34 +22,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..metrics._validate import as_tensor, check_labels, raise_nonfinite
+from ..errors import InputError
+from ..validation import check_fit_inputs, check_logits
 
 STATE_VERSION = 1
-
-
-def check_logits(logits: Any, name: str = "logits", num_classes: int | None = None) -> Tensor:
-    """``logits`` as a finite floating tensor of shape ``[N, K]`` (ValueError otherwise)."""
-    z = as_tensor(logits, name)
-    if z.ndim != 2:
-        raise ValueError(f"{name} must have shape [N, K]; got shape {tuple(z.shape)}")
-    if not z.is_floating_point():
-        raise ValueError(f"{name} must be floating point; got dtype {z.dtype}. Cast with .float()")
-    if z.shape[0] == 0:
-        raise ValueError(f"{name} is empty (0 samples)")
-    if z.shape[1] < 2:
-        raise ValueError(f"{name} has {z.shape[1]} column(s); need K >= 2 classes")
-    if num_classes is not None and z.shape[1] != num_classes:
-        raise ValueError(f"{name} has {z.shape[1]} classes but the calibrator was fitted on {num_classes}")
-    if not bool(torch.isfinite(z).all()):
-        raise_nonfinite(z, name)
-    return z
-
-
-def check_fit_inputs(logits: Any, labels: Any) -> tuple[Tensor, Tensor]:
-    """Checked ``(logits [N, K] float, labels [N] int64)`` on the logits' device."""
-    z = check_logits(logits)
-    y = check_labels(labels, z.shape[0], z.shape[1], z.device)
-    return z, y
 
 
 def like_input(out: Tensor, original: Any) -> Any:
@@ -87,7 +63,9 @@ class Calibrator(abc.ABC):
         """Calibrated logits ``[N, K]`` (softmax of them is the calibrated distribution)."""
         if not self.is_fitted:
             raise RuntimeError(f"{type(self).__name__} is not fitted: call .fit(logits, labels) first")
-        z = check_logits(logits, num_classes=self.num_classes)
+        z = check_logits(logits)
+        if z.shape[1] != self.num_classes:
+            raise InputError(f"logits has {z.shape[1]} classes but the calibrator was fitted on {self.num_classes}")
         return like_input(self._transform(z), logits)
 
     def fit_transform(self, logits: Any, labels: Any) -> Any:
@@ -111,7 +89,7 @@ class Calibrator(abc.ABC):
         Called on the base class it dispatches on ``state["name"]`` through the registry.
         """
         if not isinstance(state, dict) or "name" not in state:
-            raise ValueError("state must be a dict produced by Calibrator.state_dict() (missing 'name')")
+            raise InputError("state must be a dict produced by Calibrator.state_dict() (missing 'name')")
         if cls is Calibrator or not cls.name:
             from .registry import calibrator_class
 
@@ -119,7 +97,7 @@ class Calibrator(abc.ABC):
         else:
             target = cls
             if state["name"] != cls.name:
-                raise ValueError(f"state is for calibrator {state['name']!r}, not {cls.name!r}")
+                raise InputError(f"state is for calibrator {state['name']!r}, not {cls.name!r}")
         obj = target.__new__(target)
         Calibrator.__init__(obj)
         obj._set_state(state)

@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..metrics._scan import equal_width_edges, equal_width_index
-from ..metrics._validate import check_n_bins
+from ..errors import InputError
+from ..metrics.kernel import equal_width_edges, equal_width_index
+from ..validation import check_n_bins
 from .base import Calibrator, to_list
 
 
@@ -30,7 +31,7 @@ def _finish(q: Tensor, min_prob: float, dtype: torch.dtype) -> Tensor:
 
 def _check_min_prob(min_prob: float) -> float:
     if not (0 < min_prob < 1):
-        raise ValueError(f"min_prob must lie in (0, 1); got {min_prob!r}")
+        raise InputError(f"min_prob must lie in (0, 1); got {min_prob!r}")
     return float(min_prob)
 
 

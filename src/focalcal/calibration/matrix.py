@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..errors import InputError
 from .base import Calibrator, to_list
 
 
@@ -34,9 +35,9 @@ class _AffineCalibrator(Calibrator):
     def __init__(self, reg_lambda: float = 0.0, reg_mu: float = 0.0, max_iter: int = 300, tol: float = 1e-6) -> None:
         super().__init__()
         if reg_lambda < 0 or reg_mu < 0:
-            raise ValueError(f"reg_lambda and reg_mu must be >= 0; got {reg_lambda}, {reg_mu}")
+            raise InputError(f"reg_lambda and reg_mu must be >= 0; got {reg_lambda}, {reg_mu}")
         if int(max_iter) < 1:
-            raise ValueError(f"max_iter must be >= 1; got {max_iter}")
+            raise InputError(f"max_iter must be >= 1; got {max_iter}")
         self.reg_lambda = float(reg_lambda)
         self.reg_mu = float(reg_mu)
         self.max_iter = int(max_iter)

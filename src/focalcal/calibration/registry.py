@@ -1,44 +1,36 @@
-"""Registry of post-hoc calibrators: ``build_calibrator(name, **options)`` and ``available_calibrators()``."""
+"""Registry of post-hoc calibrators: ``build_calibrator(name, **options)`` and ``available_calibrators()``.
+
+The same registry shape as losses and models (:class:`focalcal.registry.Registry`): each entry is a
+:class:`Calibrator` subclass with its name, label, description and options (read from its constructor,
+with converters from the defaults' types so that ``"0.01"`` from a command line becomes a float).
+
+>>> build_calibrator("temperature", method="ece_grid").method
+'ece_grid'
+>>> calibrator_label("temperature", {"method": "ece_grid"})
+'TS (ECE grid)'
+"""
 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from ..errors import InputError
+from ..registry import Converter, Entry, Registry, as_bool, as_float, as_int, as_is, as_str
 from .base import Calibrator, Identity
 from .binning import HistogramBinning, IsotonicCalibration
 from .matrix import DirichletCalibration, MatrixScaling, VectorScaling
 from .temperature import TemperatureScaling
 
-_REGISTRY: dict[str, type[Calibrator]] = {}
+#: Every registered calibrator.
+CALIBRATORS = Registry("calibrator")
+
+_BY_TYPE: dict[type, Converter] = {bool: as_bool, int: as_int, float: as_float, str: as_str}
 
 
-def register_calibrator(cls: type[Calibrator]) -> type[Calibrator]:
-    """Add a :class:`Calibrator` subclass under ``cls.name`` (usable as a decorator)."""
-    if not cls.name:
-        raise ValueError(f"{cls.__name__} has no registry name (class attribute 'name')")
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def available_calibrators() -> list[str]:
-    """Sorted registry names accepted by :func:`build_calibrator`."""
-    return sorted(_REGISTRY)
-
-
-def calibrator_class(name: str) -> type[Calibrator]:
-    """The class registered as ``name``; ``ValueError`` listing the valid names otherwise."""
-    try:
-        return _REGISTRY[name]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown calibrator {name!r}; available: {', '.join(available_calibrators())}"
-        ) from None
-
-
-def calibrator_options(name: str) -> dict[str, Any]:
-    """Constructor options of calibrator ``name`` with their defaults."""
-    sig = inspect.signature(calibrator_class(name).__init__)
+def _constructor_options(cls: type[Calibrator]) -> dict[str, Any]:
+    sig = inspect.signature(cls.__init__)
     return {
         p.name: p.default
         for p in sig.parameters.values()
@@ -46,30 +38,71 @@ def calibrator_options(name: str) -> dict[str, Any]:
     }
 
 
+def register_calibrator(
+    cls: type[Calibrator],
+    *,
+    description: str | None = None,
+    label: str | Callable[[Mapping[str, Any]], str] | None = None,
+    replace: bool = False,
+) -> type[Calibrator]:
+    """Add a :class:`Calibrator` subclass under ``cls.name``; its options are its constructor's arguments."""
+    if not cls.name:
+        raise InputError(f"{cls.__name__} has no registry name (class attribute 'name')")
+    defaults = _constructor_options(cls)
+    options = {k: _BY_TYPE.get(type(v), as_is) for k, v in defaults.items()}
+    doc = (cls.__doc__ or cls.__name__).strip().splitlines()[0]
+    CALIBRATORS.register(
+        cls.name, cls, description=description or doc, label=label, options=options,
+        meta={"defaults": defaults}, replace=replace,
+    )
+    return cls
+
+
+def available_calibrators() -> list[str]:
+    """Sorted registry names accepted by :func:`build_calibrator`."""
+    return CALIBRATORS.names()
+
+
+def calibrator_entry(name: str) -> Entry:
+    return CALIBRATORS.entry(name)
+
+
+def calibrator_class(name: str) -> type[Calibrator]:
+    """The class registered as ``name``; an error listing the valid names otherwise."""
+    return CALIBRATORS.entry(name).factory
+
+
+def calibrator_options(name: str) -> dict[str, Any]:
+    """Constructor options of calibrator ``name`` with their defaults."""
+    return dict(CALIBRATORS.entry(name).meta["defaults"])
+
+
+def calibrator_label(name: str, options: Mapping[str, Any] | None = None) -> str:
+    """Display name of a calibrator with its options (for reports)."""
+    return CALIBRATORS.label(name, options)
+
+
 def build_calibrator(name: str, **options: Any) -> Calibrator:
     """An unfitted calibrator by registry name, e.g. ``build_calibrator("temperature", method="ece_grid")``.
 
     Raises:
-        ValueError: unknown ``name`` (the message lists :func:`available_calibrators`) or unknown option
+        InputError: unknown ``name`` (the message lists :func:`available_calibrators`) or unknown option
             names (the message lists the valid ones).
     """
-    cls = calibrator_class(name)
-    valid = calibrator_options(name)
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise ValueError(
-            f"unknown option(s) {', '.join(unknown)} for calibrator {name!r}; valid: {', '.join(valid) or 'none'}"
-        )
-    return cls(**options)
+    return CALIBRATORS.build(name, **options)
 
 
-for _cls in (
-    Identity,
-    TemperatureScaling,
-    VectorScaling,
-    MatrixScaling,
-    DirichletCalibration,
-    HistogramBinning,
-    IsotonicCalibration,
+def _ts_label(options: Mapping[str, Any]) -> str:
+    return "TS (ECE grid)" if options.get("method") == "ece_grid" else "TS (NLL)"
+
+
+for _cls, _label in (
+    (Identity, "uncalibrated"),
+    (TemperatureScaling, _ts_label),
+    (VectorScaling, "vector scaling"),
+    (MatrixScaling, "matrix scaling"),
+    (DirichletCalibration, "Dirichlet (ODIR)"),
+    (HistogramBinning, "histogram binning"),
+    (IsotonicCalibration, "isotonic regression"),
 ):
-    register_calibrator(_cls)
+    register_calibrator(_cls, label=_label)

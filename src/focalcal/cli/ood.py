@@ -1,25 +1,24 @@
 """``focalcal ood RUN_DIR --ood SET [--ood SET ...]``: OOD detection and calibration under dataset shift,
 before and after the run's temperature (fitted on its validation split, as ``focalcal evaluate`` does).
 
-Writes ``ood.json``, ``ood.md`` and ``ood_roc_<score>.png`` into the run folder, and an ``"ood"`` key into
-its ``report.json`` when there is one (see :mod:`focalcal.engine.ood`).
+Writes ``ood.json``, ``ood.md`` and ``ood_roc_<score>.png`` into the run folder (see
+:mod:`focalcal.engine.ood`).
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from ..data.ood import describe_ood_sets
-from ..engine.ood import OOD_MD, score_run, write_ood
+from ..engine import RunFolder, score_run, write_ood
 from ..metrics.ood import SCORES
+from .common import add_data_args, positive_int
 
 
-def register(sub: argparse._SubParsersAction,
-             add_data_args: Callable[[argparse.ArgumentParser], None]) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``ood`` sub-command to ``focalcal``'s sub-parsers."""
     description = (
         "Score the run's test split and each OOD/shifted set with softmax entropy, MSP and energy "
@@ -32,27 +31,28 @@ def register(sub: argparse._SubParsersAction,
     p.add_argument("run_dir")
     p.add_argument("--ood", action="append", required=True, metavar="SET",
                    help=f"an OOD or shifted set (repeatable): {describe_ood_sets()}")
-    p.add_argument("--n-bins", type=int, help="calibration bins (default: the run's, 15)")
-    p.add_argument("--ts-method", default="nll", choices=["nll", "ece_grid"],
-                   help="temperature fitted on validation by NLL (default, as `focalcal evaluate`) "
-                        "or the paper's grid")
+    p.add_argument("--n-bins", type=positive_int, help="calibration bins (default: the run's, 15)")
+    p.add_argument("--ts-method", choices=["nll", "ece_grid"],
+                   help="temperature fitted on validation by NLL or the paper's grid (default: the run's)")
     p.add_argument("--scores", default=",".join(SCORES),
                    help=f"comma-separated OOD scores (default {','.join(SCORES)})")
-    p.add_argument("--max-images", type=int, help="score a seeded subset of at most this many images per set")
+    p.add_argument("--max-images", type=positive_int, help="score a seeded subset of at most this many images per set")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the corruption noise and of subsets (default 0)")
     p.add_argument("--download", action="store_true", help="let torchvision download missing data sets")
     add_data_args(p)
-    p.set_defaults(func=cmd_ood)
+    p.set_defaults(func=run)
 
 
-def cmd_ood(args: argparse.Namespace) -> int:
-    report, arrays = score_run(
-        args.run_dir, args.ood, data_dir=args.data_dir, device=args.device or "auto", n_bins=args.n_bins,
-        ts_method=args.ts_method, seed=args.seed, max_images=args.max_images, download=args.download,
-        scores=[s.strip() for s in args.scores.split(",") if s.strip()], echo=tqdm.write,
-    )
-    write_ood(args.run_dir, report, arrays)
+def run(args: argparse.Namespace) -> int:
+    folder = RunFolder(args.run_dir)
+    with folder.lock():
+        report, arrays = score_run(
+            folder, args.ood, data_dir=args.data_dir, device=args.device or "auto", n_bins=args.n_bins,
+            ts_method=args.ts_method, seed=args.seed, max_images=args.max_images, download=args.download,
+            scores=[s.strip() for s in args.scores.split(",") if s.strip()], echo=tqdm.write,
+        )
+        write_ood(folder, report, arrays)
     key = "entropy" if "entropy" in report["scores"] else report["scores"][0]
     t, method = report["temperature"], report["ts_method"]
     tqdm.write(f"T = {t:.3f} (validation, {method}); {key} AUROC before -> after TS:")
@@ -64,5 +64,5 @@ def cmd_ood(args: argparse.Namespace) -> int:
             c = e["calibration"]
             line += f"   ECE {100 * c['before']['ece']:.2f}% -> {100 * c['after']['ece']:.2f}%"
         tqdm.write(line)
-    tqdm.write(f"report: {Path(args.run_dir) / OOD_MD}")
+    tqdm.write(f"report: {Path(args.run_dir) / 'ood.md'}")
     return 0

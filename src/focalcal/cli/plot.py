@@ -21,8 +21,6 @@ import numpy as np
 
 from ..engine.runlog import (
     DYNAMICS_COLUMNS,
-    LOGITS,
-    REPORT,
     TEST_NLL_COLUMNS,
     WEIGHT_NORM_COLUMNS,
     RunLog,
@@ -32,6 +30,7 @@ from ..engine.runlog import (
     reliability_rows,
     require_columns,
 )
+from ..errors import FocalcalError, InputError
 from ..losses import g_factor, p_threshold
 from ..plots import (
     Curves,
@@ -73,11 +72,11 @@ def curves_of(runs: Sequence[RunLog], columns: Sequence[str]) -> list[Curves]:
 def g_table(gammas: Sequence[float], points: int = 501) -> tuple[np.ndarray, dict, dict, list[dict]]:
     """``g(p, gamma)`` on ``points`` values of p in [0, 1]: ``(p, {gamma: g}, {gamma: p*}, rows)``."""
     if not gammas:
-        raise ValueError("give at least one gamma")
+        raise InputError("give at least one gamma")
     if points < 2:
-        raise ValueError(f"--points must be >= 2, got {points}")
+        raise InputError(f"--points must be >= 2, got {points}")
     if any(g < 0 or not math.isfinite(g) for g in gammas):
-        raise ValueError(f"gammas must be finite and >= 0, got {list(gammas)}")
+        raise InputError(f"gammas must be finite and >= 0, got {list(gammas)}")
     p = np.linspace(0.0, 1.0, points)
     values = {float(g): np.asarray(g_factor(p, float(g))) for g in gammas}
     thresholds = {float(g): p_threshold(float(g)) for g in gammas if g > 0}
@@ -140,23 +139,31 @@ def plot_reliability(args: argparse.Namespace) -> list[Path]:
 
 
 def plot_all(args: argparse.Namespace) -> list[Path]:
-    """Every figure on its own, then the combined sheet (reliability only where every run was evaluated)."""
-    paths = plot_nll_entropy(args) + plot_test_nll(args) + plot_g(args) + plot_weight_norm(args)
+    """Every figure that the runs' logs allow, each on its own, then the combined sheet; every figure that
+    cannot be drawn is named on stderr with the reason (e.g. runs trained without the per-epoch test pass)."""
+    paths: list[Path] = []
+    skipped: list[str] = []
+    figures = (("nll-entropy", plot_nll_entropy), ("test-nll", plot_test_nll), ("g", plot_g),
+               ("weight-norm", plot_weight_norm), ("reliability", plot_reliability))
+    for name, draw in figures:
+        try:
+            paths += draw(args)
+        except (FocalcalError, FileNotFoundError) as exc:
+            skipped.append(f"{name}: {exc}")
     runs = _runs(args)
-    unevaluated = [str(r.path) for r in runs
-                   if not ((r.path / LOGITS).is_file() and (r.path / REPORT).is_file())]
-    panels: list = []
-    if unevaluated:
-        print(f"focalcal plot: no reliability diagrams: not evaluated yet: {', '.join(unevaluated)} "
-              "(run `focalcal evaluate RUN`)", file=sys.stderr)
+    drawn = {p.stem for p in paths}
+    if {"nll_entropy", "test_nll", "weight_norm"} <= drawn:
+        panels = reliability_panels(read_reliability(r, n_bins=args.n_bins) for r in runs) if "reliability" in drawn else []
+        p, values, thresholds, _ = g_table(args.gammas, args.points)
+        curves = curves_of(runs, DYNAMICS_COLUMNS + TEST_NLL_COLUMNS + WEIGHT_NORM_COLUMNS)
+        sheet = analysis_sheet(curves, p=p, g_values=values, thresholds=thresholds, reliability=panels,
+                               log_nll=args.log_nll)
+        paths += _save(sheet, args.out, "sheet", None)
     else:
-        paths += plot_reliability(args)
-        panels = reliability_panels(read_reliability(r, n_bins=args.n_bins) for r in runs)
-    p, values, thresholds, _ = g_table(args.gammas, args.points)
-    curves = curves_of(runs, DYNAMICS_COLUMNS + TEST_NLL_COLUMNS + WEIGHT_NORM_COLUMNS)
-    sheet = analysis_sheet(curves, p=p, g_values=values, thresholds=thresholds, reliability=panels,
-                           log_nll=args.log_nll)
-    return paths + _save(sheet, args.out, "sheet", None)
+        skipped.append("sheet: it needs the nll-entropy, test-nll and weight-norm figures")
+    for line in skipped:
+        print(f"focalcal plot: skipped {line}", file=sys.stderr)
+    return paths
 
 
 # ------------------------------------------------------------------------------------------------ CLI
@@ -197,11 +204,8 @@ def _command(func):
     return run
 
 
-def register(subparsers, add_data_args) -> None:
-    """Add ``focalcal plot {nll-entropy,test-nll,g,weight-norm,reliability,all}``.
-
-    ``add_data_args`` is unused: plotting reads run folders only, never the dataset.
-    """
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``focalcal plot {nll-entropy,test-nll,g,weight-norm,reliability,all}`` (run folders only, no data)."""
     plot = subparsers.add_parser("plot", help="draw the paper's analysis figures (Figs. 1-5) from run logs",
                                  description="Draw the paper's analysis figures (Figs. 1-5) for your own "
                                              "runs from their logs, as PNG + PDF with the data as CSV.")

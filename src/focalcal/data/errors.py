@@ -1,5 +1,5 @@
-"""The error raised for missing or unreadable data; the CLI prints its message without a traceback."""
+"""The error raised for missing, unreadable or misnamed data (defined in :mod:`focalcal.errors`)."""
 
+from ..errors import DataError
 
-class DataError(ValueError):
-    """Data is missing, unreadable or inconsistent. The message names the problem and the fix."""
+__all__ = ["DataError"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -38,6 +39,66 @@ def _fingerprint(samples: list[tuple[str, int]], image_size: int | None) -> str:
     return h.hexdigest()[:16]
 
 
+def class_folder_samples(split_dir: Path) -> tuple[list[str], list[tuple[str, int]]]:
+    """``(classes, [(path, label), ...])`` of ``split_dir/<class>/<image>`` (classes sorted by name).
+
+    Raises:
+        DataError: the folder is missing, has no class folders, or a class folder holds no image (named).
+    """
+    split_dir = Path(split_dir)
+    if not split_dir.is_dir():
+        raise DataError(f"{split_dir} does not exist: expected {split_dir}/<class>/<image>.png")
+    try:
+        classes, class_to_idx = find_classes(str(split_dir))
+    except (FileNotFoundError, OSError):
+        raise DataError(f"no class folders in {split_dir}: expected {split_dir}/<class>/<image>.png") from None
+    samples = make_dataset(str(split_dir), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
+    counts = Counter(label for _, label in samples)
+    empty = [c for c in classes if not counts[class_to_idx[c]]]
+    if empty:
+        shown = ", ".join(empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
+        raise DataError(
+            f"class folder(s) {shown} under {split_dir} hold no image (extensions {', '.join(IMG_EXTENSIONS)}); "
+            "add images or remove the empty folders"
+        )
+    return classes, samples
+
+
+def decode_samples(
+    samples: list[tuple[str, int]],
+    classes: list[str],
+    *,
+    where: str,
+    image_size: int | None = None,
+    cache_file: Path | None = None,
+    workers: int = 4,
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Decode ``(path, label)`` samples to ``(images uint8 [N, 3, H, W], labels int64 [N], classes)``, cached
+    in ``cache_file`` (its name gets a fingerprint of the paths, sizes and modification times).
+
+    Raises:
+        DataError: a corrupt image (named), or mixed sizes without ``image_size``.
+    """
+    if cache_file is not None:
+        cache_file = cache_file.with_name(f"{cache_file.stem}-{_fingerprint(samples, image_size)}.pt")
+        if cache_file.exists():
+            data = torch.load(cache_file, weights_only=True)
+            return data["images"], data["labels"], list(data["classes"])
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        images = list(pool.map(lambda s: _decode(s[0], image_size), samples, chunksize=256))
+    shapes = {tuple(im.shape) for im in images}
+    if len(shapes) > 1:
+        raise DataError(
+            f"images under {where} have different sizes ({sorted(shapes)[:3]}...); "
+            "pass an image size (--image-size) to resize them"
+        )
+    images_t = torch.stack(images)
+    labels_t = torch.tensor([label for _, label in samples], dtype=torch.int64)
+    if cache_file is not None:
+        atomic_torch_save({"images": images_t, "labels": labels_t, "classes": classes}, cache_file)
+    return images_t, labels_t, classes
+
+
 def decode_split(
     split_dir: Path, *, image_size: int | None = None, cache_dir: Path | None = None, workers: int = 4
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
@@ -57,39 +118,12 @@ def decode_split(
         ``(images uint8 [N, 3, H, W], labels int64 [N], classes)``.
 
     Raises:
-        DataError: no class folders or no images, a corrupt image (names the file), or mixed sizes
+        DataError: no class folders, an empty class folder (named), a corrupt image (named), or mixed sizes
             without ``image_size``.
     """
     split_dir = Path(split_dir)
-    try:
-        classes, class_to_idx = find_classes(str(split_dir))
-        samples = make_dataset(str(split_dir), class_to_idx, extensions=IMG_EXTENSIONS)
-    except (FileNotFoundError, OSError) as exc:
-        raise DataError(f"no image folders in {split_dir}: expected {split_dir}/<class>/<image>.png") from exc
-    if not samples:
-        raise DataError(
-            f"no images found under {split_dir}/<class>/ (extensions {', '.join(IMG_EXTENSIONS)})"
-        )
-
-    cache_file = None
-    if cache_dir is not None:
-        cache_file = Path(cache_dir) / f"{split_dir.name}-{_fingerprint(samples, image_size)}.pt"
-        if cache_file.exists():
-            data = torch.load(cache_file, weights_only=True)
-            return data["images"], data["labels"], list(data["classes"])
-
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        images = list(pool.map(lambda s: _decode(s[0], image_size), samples, chunksize=256))
-    shapes = {tuple(im.shape) for im in images}
-    if len(shapes) > 1:
-        raise DataError(
-            f"images under {split_dir} have different sizes ({sorted(shapes)[:3]}...); "
-            "pass an image size (--image-size) to resize them"
-        )
-    images_t = torch.stack(images)
-    labels_t = torch.tensor([label for _, label in samples], dtype=torch.int64)
-
-    if cache_file is not None:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        atomic_torch_save({"images": images_t, "labels": labels_t, "classes": classes}, cache_file)
-    return images_t, labels_t, classes
+    classes, samples = class_folder_samples(split_dir)
+    cache_file = None if cache_dir is None else Path(cache_dir) / f"{split_dir.name}.pt"
+    return decode_samples(
+        samples, classes, where=str(split_dir), image_size=image_size, cache_file=cache_file, workers=workers
+    )

@@ -64,13 +64,33 @@ class DeviceLoader:
         x = torch.addcmul(self._shift, images_u8.float(), self._scale)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
-    def epoch(self, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def shard_range(self, rank: int, world_size: int) -> tuple[int, int]:
+        """Rows ``[start, stop)`` of an evaluation shard: contiguous, sizes differing by at most one, every
+        row in exactly one shard."""
+        n = self.images.shape[0]
+        base, extra = divmod(n, world_size)
+        start = rank * base + min(rank, extra)
+        return start, start + base + (rank < extra)
+
+    def epoch(self, epoch: int = 0, *, shard=None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """One pass. With ``shuffle``, all ranks draw the same permutation and take every world_size-th
         sample from their rank on (the last ``n % world_size`` of the permutation are left out that epoch);
-        augmentation draws come from a per-rank stream."""
+        augmentation draws come from a per-rank stream.
+
+        ``shard`` (an evaluation pass under torch.distributed: an object with ``rank`` and ``world_size``):
+        iterate only this rank's :meth:`shard_range` of an unshuffled loader.
+        """
         g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
         n = self.images.shape[0]
         order = None
+        if shard is not None and shard.world_size > 1:
+            if self.shuffle:
+                raise ValueError("shard= is for evaluation passes; a shuffled loader is sharded by rank already")
+            start, stop = self.shard_range(shard.rank, shard.world_size)
+            for s in range(start, stop, self.batch_size):
+                e = min(s + self.batch_size, stop)
+                yield self.normalise(self.images[s:e]), self.labels[s:e]
+            return
         if self.shuffle:
             usable = n - n % self.world_size  # equal shards, so every rank takes the same number of steps
             order = torch.randperm(n, generator=g)[:usable][self.rank :: self.world_size].to(self.device)

@@ -264,6 +264,22 @@ def corrupted_test_split(
     return images, labels
 
 
+def image_hashes(images: torch.Tensor) -> set[bytes]:
+    """A digest of each uint8 image (to find images shared by two sets)."""
+    flat = images.contiguous().view(images.shape[0], -1).numpy()
+    return {hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in flat}
+
+
+def check_disjoint(ood: OODSet, in_distribution: torch.Tensor, what: str) -> None:
+    """Raise :class:`DataError` when ``ood`` shares images with the in-distribution ``[N, 3, S, S]`` images."""
+    shared = len(image_hashes(ood.images) & image_hashes(in_distribution))
+    if shared:
+        raise DataError(
+            f"OOD set {ood.name!r} shares {shared} of its {len(ood)} images with {what}: it is not "
+            "out-of-distribution data; check the data root (--data-dir) and the set's name"
+        )
+
+
 def load_ood_set(
     name: str,
     data_dir: str | os.PathLike | None = None,
@@ -302,12 +318,21 @@ def load_ood_sets(
     max_images: int | None = None,
     download: bool = False,
     cache_dir: str | os.PathLike | None | bool = True,
+    in_distribution: str | None = None,
 ) -> list[OODSet]:
     """:func:`load_ood_set` for several names (same arguments), loading each clean CIFAR test split once.
+
+    ``in_distribution``: the dataset the model was trained on; naming that dataset itself as an OOD set
+    is an error (its test split is the in-distribution data).
 
     Raises:
         as :func:`load_ood_set`, for the first name that fails.
     """
+    if in_distribution is not None and in_distribution in names:
+        raise DataError(
+            f"{in_distribution!r} is the run's own dataset: its test split is the in-distribution data, not OOD; "
+            f"choose another set ({describe_ood_sets()})"
+        )
     tests: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     return [
         _load(name, data_dir, image_size=image_size, seed=seed, max_images=max_images, download=download,

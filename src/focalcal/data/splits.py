@@ -75,13 +75,16 @@ def make_splits(
     subset of the official test split (default: all of it).
 
     Args:
-        val_size: an int count, or a fraction of the official train split (default 0.1).
+        val_size: an int count, or a float fraction in (0, 1) of the official train split (default 0.1);
+            1.0 is refused as ambiguous.
 
     Raises:
         DataError: sizes out of range.
     """
     n = data.train_images.shape[0]
-    n_val = int(round(val_size * n)) if isinstance(val_size, float) else int(val_size)
+    if isinstance(val_size, bool) or not isinstance(val_size, (int, float)) or val_size == 1.0 and isinstance(val_size, float):
+        raise DataError(f"val_size must be an image count (int) or a fraction in (0, 1); got {val_size!r}")
+    n_val = int(round(val_size * n)) if isinstance(val_size, float) and val_size < 1 else int(val_size)
     if not 0 < n_val < n:
         raise DataError(
             f"validation size must leave training data: got {n_val} of {n} images; "

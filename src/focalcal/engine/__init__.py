@@ -1,32 +1,34 @@
-"""Training engine: configuration, the training loop, checkpoints, evaluation and reports."""
+"""Training engine: configuration, the training loop, run folders, evaluation, OOD scoring and reports."""
 
-from .checkpoint import load_checkpoint, save_checkpoint
-from .config import TrainConfig
+from .config import RUNTIME_KEYS, TrainConfig
 from .evaluate import LoadedRun, evaluate, evaluate_run, load_run, run_logits
-from .ood import score_run, write_ood
+from .ood import score_run
+from .ood_report import write_ood
+from .precision import Precision, resolve_precision
 from .report import write_evaluation
-from .runlog import Reliability, RunLog, loss_label, read_reliability, read_run, read_runs
-from .trainer import RunExistsError, Trainer, predict_logits, prepare_data
+from .runfolder import RunFolder
+from .runlog import Reliability, RunLog, read_reliability, read_run, read_runs
+from .trainer import Trainer, predict_logits, prepare_data
 
 __all__ = [
+    "RUNTIME_KEYS",
     "LoadedRun",
+    "Precision",
     "Reliability",
-    "RunExistsError",
+    "RunFolder",
     "RunLog",
     "TrainConfig",
     "Trainer",
     "evaluate",
     "evaluate_run",
-    "load_checkpoint",
     "load_run",
-    "loss_label",
     "predict_logits",
     "prepare_data",
     "read_reliability",
     "read_run",
     "read_runs",
+    "resolve_precision",
     "run_logits",
-    "save_checkpoint",
     "score_run",
     "write_evaluation",
     "write_ood",

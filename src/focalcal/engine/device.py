@@ -23,41 +23,30 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
-def bf16_is_fast(device: torch.device) -> bool:
-    """Whether ``device`` runs bfloat16 convolutions natively, so that autocast speeds training up.
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16), as reported by torch.
 
-    CUDA: compute capability 8.0 or newer (Ampere and later have bf16 tensor cores; older GPUs emulate it).
-    CPU: AMX-BF16 (Intel Sapphire Rapids and later), where oneDNN's bf16 kernels are measured at 2.3x
-    (ResNet-20) to 3.7x (ResNet-50) the float32 baseline (benchmarks/train_throughput.py). CPUs with only
-    AVX512-BF16 (Cooper Lake, AMD Zen 4) are not measured and stay float32; ``--amp`` opts in. A torch too
-    old to query CPU capabilities also stays float32.
+    A torch too old to report CPU capabilities counts as no.
     """
+    query = getattr(torch.cpu, "get_capabilities", None)
+    if query is None:
+        return False
+    try:
+        caps = query()
+    except RuntimeError:
+        return False
+    return bool(caps.get("amx_bf16") or caps.get("avx512_bf16"))
+
+
+def bf16_is_fast(device: torch.device) -> bool:
+    """Whether ``device`` has native bfloat16: CUDA compute capability 8.0+ (Ampere and later have bf16
+    tensor cores; older GPUs emulate it), or a CPU with AVX512-BF16 / AMX-BF16. Whether bf16 is then
+    actually *faster* on a CPU depends on the model: :mod:`focalcal.engine.precision` measures it."""
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.get_device_capability(device) >= (8, 0)
     if device.type == "cpu":
-        query = getattr(torch.cpu, "get_capabilities", None)
-        if query is None:
-            return False
-        try:
-            return bool(query().get("amx_bf16"))
-        except RuntimeError:
-            return False
+        return cpu_has_native_bf16()
     return False
-
-
-def resolve_precision(device: torch.device, amp: bool | None, channels_last: bool | None) -> tuple[bool, bool]:
-    """The engine's ``(amp, channels_last)`` for ``device``; ``None`` picks the default:
-
-    - amp (bfloat16 autocast of the model's forward pass in training; losses take float32 logits and
-      evaluation runs in float32): on wherever bfloat16 is native (:func:`bf16_is_fast`);
-    - channels_last: on for CUDA, and on the CPU together with bfloat16 (oneDNN's bf16 training steps
-      measured 1.10x faster for ResNet-20 and 1.7x for ResNet-50 than NCHW on an AMX CPU); off for float32
-      on the CPU: the float32 default only applies to CPUs without AMX, where it is not measured.
-    """
-    use_amp = bf16_is_fast(device) if amp is None else bool(amp)
-    if channels_last is None:
-        channels_last = device.type == "cuda" or use_amp
-    return use_amp, bool(channels_last)
 
 
 @contextlib.contextmanager

@@ -32,6 +32,11 @@ class DistInfo:
         return self.world_size > 1
 
 
+def is_main_process() -> bool:
+    """Whether this process is rank 0 of a torchrun job (or not part of one), from the environment."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def init_from_env(device_type: str) -> DistInfo:
     """Join the process group torchrun describes in the environment; single-process when it describes none."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -70,6 +75,25 @@ def all_ranks_true(flags: list[bool], info: DistInfo, device: torch.device | str
         return list(flags)
     t = all_reduce_sum(torch.tensor([float(f) for f in flags], device=device), info)
     return [v == info.world_size for v in t.tolist()]
+
+
+def gather_rows(local: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Concatenate every rank's ``[n_r, K]`` rows in rank order; shards may differ in size or be empty (an
+    empty shard may be ``[0, 0]``). Every rank gets the whole ``[sum n_r, K]`` tensor, each row exactly once
+    (the padding needed by ``all_gather`` is stripped)."""
+    if not info.enabled:
+        return local
+    meta = torch.tensor([local.shape[0], local.shape[1] if local.ndim == 2 else 0], device=local.device)
+    metas = [torch.zeros_like(meta) for _ in range(info.world_size)]
+    dist.all_gather(metas, meta)
+    sizes = [int(m[0]) for m in metas]
+    width = max(int(m[1]) for m in metas)
+    padded = torch.zeros((max(sizes), width), dtype=local.dtype, device=local.device)
+    if local.shape[0]:
+        padded[: local.shape[0]] = local
+    parts = [torch.empty_like(padded) for _ in range(info.world_size)]
+    dist.all_gather(parts, padded)
+    return torch.cat([p[:s] for p, s in zip(parts, sizes)])
 
 
 def broadcast_buffers(module: torch.nn.Module, info: DistInfo) -> None:

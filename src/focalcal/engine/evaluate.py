@@ -1,10 +1,13 @@
 """Evaluate a trained run on the test split, before and after temperature scaling fitted on validation.
 
 The temperature is fitted on the validation split only; the test split is never used to tune anything.
+Under ``torchrun`` every rank computes its shard of each split and the shards are gathered before any
+metric is computed, so a metric always sees every sample exactly once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,10 +18,14 @@ from ..calibration import TemperatureScaling
 from ..data import DataSplits, DeviceLoader
 from ..metrics import calibration_summary, reliability_bins
 from ..models import build_model
-from .checkpoint import load_checkpoint
 from .config import TrainConfig
 from .device import resolve_device
-from .trainer import CHECKPOINT, FINAL, predict_logits, prepare_data
+from .distributed import DistInfo, init_from_env
+from .runfolder import RunFolder
+from .trainer import predict_logits, prepare_data
+
+TS_METHODS = ("nll", "ece_grid")
+UNITS = "fractions (error, ece, adaptive_ece, classwise_ece, mce, brier); nll in nats"
 
 
 @dataclass
@@ -33,95 +40,100 @@ class LoadedRun:
     epoch: int
     device: torch.device
     precision: dict[str, bool] | None = None  # training's {"amp", "channels_last"} (None: older runs)
+    checkpoint: Path | None = None
+    note: str | None = None  # why checkpoints/last.pt was used instead of final.pt
 
 
-def load_run(run_dir: str | Path, *, device: str = "auto") -> LoadedRun:
-    """Restore ``final.pt`` (or, for an unfinished run, ``checkpoints/last.pt``) from ``run_dir``.
+def load_run(run_dir: str | Path | RunFolder, *, device: str = "auto") -> LoadedRun:
+    """Restore ``final.pt`` (else ``checkpoints/last.pt``: an unfinished run, or a damaged ``final.pt``).
 
     Raises:
-        FileNotFoundError: the folder holds no checkpoint (the message says how to make one).
+        RunFolderError: no usable checkpoint (the message names each damaged file and the fix).
     """
-    run_dir = Path(run_dir)
-    path = run_dir / FINAL if (run_dir / FINAL).exists() else run_dir / CHECKPOINT
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{run_dir} holds no trained run (no {FINAL} or {CHECKPOINT}); train one with "
-            "`focalcal train --out DIR` first"
-        )
+    run = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
     dev = resolve_device(device)
-    state = load_checkpoint(path, map_location=dev)
+    state, path, note = run.load_trained(map_location=dev)
     config = TrainConfig.from_dict(state["config"])
-    model = build_model(config.model, len(state["classes"])).to(dev)
+    model = build_model(config.model, len(state["classes"]), **config.model_options).to(dev)
     model.load_state_dict(state["model"])
     model.eval()
     return LoadedRun(
-        config,
-        model,
-        tuple(state["mean"]),
-        tuple(state["std"]),
-        list(state["classes"]),
-        int(state["epoch"]),
-        dev,
-        state.get("precision"),
+        config, model, tuple(state["mean"]), tuple(state["std"]), list(state["classes"]), int(state["epoch"]), dev,
+        state.get("precision"), path, note,
     )
 
 
-def run_logits(run: LoadedRun, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+def run_logits(
+    run: LoadedRun, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1024, dist: DistInfo | None = None
+) -> torch.Tensor:
     """Logits ``[N, K]`` (float32, CPU) of the run's model on uint8 ``images``, normalised as in training."""
     loader = DeviceLoader(images, labels, batch_size=batch_size, mean=run.mean, std=run.std, device=run.device)
-    return predict_logits(run.model, loader)  # float32: metrics never see bf16-rounded logits
+    return predict_logits(run.model, loader, dist=dist)  # float32: metrics never see bf16-rounded logits
+
+
+def summary(logits: torch.Tensor, labels: torch.Tensor, *, n_bins: int, bin_closed: str) -> dict[str, float]:
+    """:func:`~focalcal.metrics.calibration_summary` with the run's binning."""
+    return calibration_summary(logits=logits, labels=labels, n_bins=n_bins, closed=bin_closed)
 
 
 def evaluate(
     run: LoadedRun,
     data: DataSplits,
     *,
-    n_bins: int = 15,
-    ts_method: str = "nll",
+    n_bins: int | None = None,
+    ts_method: str | None = None,
+    bin_closed: str | None = None,
+    dist: DistInfo | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Compute the evaluation numbers.
+    """Compute the evaluation numbers (defaults: the run's ``n_bins``, ``ts_method`` and ``bin_closed``).
 
     Returns:
-        ``(report, arrays)``: ``report`` is JSON-able (all metrics as fractions; see ``report.json``),
-        ``arrays`` holds the logits and ``BinStats`` for plotting.
+        ``(report, arrays)``: ``report`` is JSON-able (all metrics as fractions; the content of
+        ``report.json``), ``arrays`` holds the logits and ``BinStats`` for plotting.
     """
-    val_logits = run_logits(run, data.val_images, data.val_labels)
-    test_logits = run_logits(run, data.test_images, data.test_labels)
+    cfg = run.config
+    n_bins = cfg.n_bins if n_bins is None else n_bins
+    ts_method = ts_method or cfg.ts_method
+    bin_closed = bin_closed or cfg.bin_closed
+    val_logits = run_logits(run, data.val_images, data.val_labels, dist=dist)
+    test_logits = run_logits(run, data.test_images, data.test_labels, dist=dist)
+    train_logits = run_logits(run, data.train_images, data.train_labels, dist=dist)
     val_y, test_y = data.val_labels, data.test_labels
 
-    methods = [ts_method] + [m for m in ("nll", "ece_grid") if m != ts_method]
-    scalers = {m: TemperatureScaling(method=m, n_bins=n_bins).fit(val_logits, val_y) for m in methods}
+    methods = [ts_method] + [m for m in TS_METHODS if m != ts_method]
+    scalers = {
+        m: TemperatureScaling(method=m, n_bins=n_bins, closed=bin_closed).fit(val_logits, val_y) for m in methods
+    }
     main = scalers[ts_method]
 
-    def summary(logits):
-        return calibration_summary(logits=logits, labels=test_y, n_bins=n_bins)
+    def on(logits, labels):
+        return summary(logits, labels, n_bins=n_bins, bin_closed=bin_closed)
 
     report: dict[str, Any] = {
-        "dataset": run.config.dataset,
-        "model": run.config.model,
-        "loss": run.config.loss,
-        "loss_options": run.config.loss_options,
+        "dataset": cfg.dataset,
+        "model": cfg.model,
+        "loss": cfg.loss,
+        "loss_options": cfg.loss_options,
+        "seed": cfg.seed,
         "epochs_trained": run.epoch,
+        "epochs": cfg.epochs,
+        "checkpoint": run.checkpoint.name if run.checkpoint else None,
         "training_precision": run.precision,  # evaluation itself is always float32
         "n_bins": n_bins,
+        "bin_closed": bin_closed,
+        "binning": "equal-width bins " + ("[lo, hi) (torchmetrics)" if bin_closed == "left" else "(lo, hi] (the authors' code)"),
         "n_train": int(data.train_labels.shape[0]),
         "n_val": int(val_y.shape[0]),
         "n_test": int(test_y.shape[0]),
-        "units": "fractions (error, ece, adaptive_ece, classwise_ece, mce, brier); nll in nats",
+        "units": UNITS,
         "temperature": {
-            m: {
-                "value": s.temperature,
-                **{k: getattr(s, k) for k in ("converged", "at_bound") if hasattr(s, k)},
-            }
-            for m, s in scalers.items()
+            m: {"value": s.temperature, "converged": s.converged, "at_bound": s.at_bound} for m, s in scalers.items()
         },
         "ts_method": ts_method,
-        "test": {"before": summary(test_logits), "after": summary(main.transform(test_logits))},
-        "test_after_by_method": {m: summary(s.transform(test_logits)) for m, s in scalers.items()},
-        "val": {
-            "before": calibration_summary(logits=val_logits, labels=val_y, n_bins=n_bins),
-            "after": calibration_summary(logits=main.transform(val_logits), labels=val_y, n_bins=n_bins),
-        },
+        "test": {"before": on(test_logits, test_y), "after": on(main.transform(test_logits), test_y)},
+        "test_after_by_method": {m: on(s.transform(test_logits), test_y) for m, s in scalers.items()},
+        "val": {"before": on(val_logits, val_y), "after": on(main.transform(val_logits), val_y)},
+        "train": on(train_logits, data.train_labels),  # un-augmented: the train accuracy reached is 1 - error
     }
     arrays = {
         "val_logits": val_logits,
@@ -129,26 +141,34 @@ def evaluate(
         "test_logits": test_logits,
         "test_labels": test_y,
         "temperature": main.temperature,
-        "bins_before": reliability_bins(logits=test_logits, labels=test_y, n_bins=n_bins),
-        "bins_after": reliability_bins(logits=main.transform(test_logits), labels=test_y, n_bins=n_bins),
+        "bins_before": reliability_bins(logits=test_logits, labels=test_y, n_bins=n_bins, closed=bin_closed),
+        "bins_after": reliability_bins(
+            logits=main.transform(test_logits), labels=test_y, n_bins=n_bins, closed=bin_closed
+        ),
     }
     return report, arrays
 
 
 def evaluate_run(
-    run_dir: str | Path,
+    run_dir: str | Path | RunFolder,
     *,
     n_bins: int | None = None,
-    ts_method: str = "nll",
+    ts_method: str | None = None,
+    bin_closed: str | None = None,
     data_dir: str | None = None,
     device: str = "auto",
     data: DataSplits | None = None,
+    echo: Callable[[str], None] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Load a run and evaluate it (see :func:`evaluate`); ``data_dir`` overrides the run's data location."""
+    """Load a run and evaluate it (see :func:`evaluate`); ``data_dir`` overrides the run's data location.
+
+    Under ``torchrun`` every rank must call it (each computes its shard); every rank gets the report.
+    """
     run = load_run(run_dir, device=device)
+    if run.note and echo:
+        echo(f"note: {run.note}")
     if data is None:
-        cfg = run.config
-        if data_dir is not None:
-            cfg = TrainConfig.from_dict({**cfg.to_dict(), "data_dir": data_dir})
+        cfg = run.config if data_dir is None else run.config.replace(data_dir=data_dir)
         data = prepare_data(cfg)
-    return evaluate(run, data, n_bins=n_bins or run.config.n_bins, ts_method=ts_method)
+    dist = init_from_env(run.device.type)
+    return evaluate(run, data, n_bins=n_bins, ts_method=ts_method, bin_closed=bin_closed, dist=dist)

@@ -1,14 +1,17 @@
-"""Write an evaluation's files into the run folder: report.json, report.md, reliability diagrams, logits."""
+"""An evaluation's files in the run folder: ``report.json``, ``report.md``, reliability diagrams, ``logits.pt``.
+
+The report is rendered here (Markdown) and drawn by :mod:`focalcal.plots`; the run folder
+(:class:`~focalcal.engine.runfolder.RunFolder`) writes the files.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from ..plots import reliability_grid, save_figure
-from .checkpoint import atomic_write_bytes, write_json
+from ..losses import loss_label
+from ..plots import reliability_grid
+from .runfolder import RunFolder, reliability_png
 
 COLUMNS = [
     ("error", "Error %"),
@@ -33,7 +36,7 @@ def markdown_table(rows: list[tuple[str, dict[str, float]]], first: str = "") ->
     return "\n".join([head, sep, *body])
 
 
-def _precision(p: dict[str, bool] | None) -> str:
+def precision_text(p: dict[str, bool] | None) -> str:
     if p is None:
         return "an unrecorded precision"
     return ("bfloat16 autocast" if p["amp"] else "float32") + (", channels_last" if p["channels_last"] else "")
@@ -52,8 +55,11 @@ def report_markdown(report: dict[str, Any], title: str) -> str:
         + (f" ({opts})" if opts else "")
         + f", {report['epochs_trained']} epochs",
         f"- train {report['n_train']}, validation {report['n_val']}, test {report['n_test']} images;"
-        f" {report['n_bins']} bins",
-        f"- trained in {_precision(report.get('training_precision'))}; evaluated in float32",
+        f" {report['n_bins']} {report.get('binning', 'equal-width bins [lo, hi)')}",
+        f"- train accuracy reached (un-augmented training images): {100 * (1 - report['train']['error']):.2f}%"
+        if "train" in report
+        else "",
+        f"- trained in {precision_text(report.get('training_precision'))}; evaluated in float32",
         f"- temperature fitted on the validation split only (main method: `{report['ts_method']}`;"
         " `nll` minimises validation NLL over log T, `ece_grid` is the paper's grid 0.1..10 by validation ECE)",
         "",
@@ -69,18 +75,16 @@ def report_markdown(report: dict[str, Any], title: str) -> str:
     return "\n".join(lines)
 
 
-def write_evaluation(run_dir: str | Path, report: dict[str, Any], arrays: dict[str, Any]) -> list[Path]:
+def write_evaluation(run_dir: str | Path | RunFolder, report: dict[str, Any], arrays: dict[str, Any]) -> list[Path]:
     """Write report.json, report.md, reliability_before/after.png and logits.pt; returns the paths."""
-    run_dir = Path(run_dir)
-    write_json(run_dir / "report.json", report)
-    md = report_markdown(report, f"Evaluation of {run_dir.name}").encode()
-    atomic_write_bytes(run_dir / "report.md", lambda f: f.write(md))
-    paths = [run_dir / "report.json", run_dir / "report.md"]
+    run = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
+    run.write_report(report, report_markdown(report, f"Evaluation of {run.path.name}"))
+    paths = [run / "report.json", run / "report.md"]
+    label = loss_label(report["loss"], report["loss_options"])
     for when in ("before", "after"):
-        title = f"{report['loss']}: {when} TS" + (f" (T={arrays['temperature']:.2f})" if when == "after" else "")
+        title = f"{label}: {when} TS" + (f" (T={arrays['temperature']:.2f})" if when == "after" else "")
         fig = reliability_grid([(title, arrays[f"bins_{when}"], report["test"][when])])
-        paths += save_figure(fig, run_dir / f"reliability_{when}.png")
-    logits = {k: arrays[k] for k in ("val_logits", "val_labels", "test_logits", "test_labels")}
-    atomic_write_bytes(run_dir / "logits.pt", lambda f: torch.save(logits, f))
-    paths.append(run_dir / "logits.pt")
+        paths.append(run.save_figure(fig, reliability_png(when)))
+    run.write_logits(arrays)
+    paths.append(run / "logits.pt")
     return paths

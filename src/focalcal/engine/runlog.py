@@ -7,7 +7,6 @@ logged and never runs a model. Drawing is :mod:`focalcal.plots.dynamics`; writin
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -15,13 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
+from ..errors import CheckpointError, InputError
+from ..losses import loss_label
 from ..metrics import calibration_summary, reliability_bins
-from .trainer import CONFIG, LOG
-
-REPORT = Path("report.json")
-LOGITS = Path("logits.pt")
+from .runfolder import CONFIG, LOG, RunFolder
 
 # per-epoch statistics of Fig. 2, on the un-augmented train subset (``train_eval_``) and the test split
 _DYN_STATS = (
@@ -38,53 +35,6 @@ _DYN_STATS = (
 DYNAMICS_COLUMNS: tuple[str, ...] = tuple(f"{s}_{k}" for s in ("train_eval", "test") for k in _DYN_STATS)
 TEST_NLL_COLUMNS: tuple[str, ...] = ("test_nll", "test_accuracy", "val_nll")
 WEIGHT_NORM_COLUMNS: tuple[str, ...] = ("fc_weight_norm", "train_acc")
-
-# loss name -> legend label; options refine it in :func:`loss_label`
-_PAPER_NAMES = {
-    "ce": "CE",
-    "brier": "Brier",
-    "mmce": "MMCE",
-    "mmce_weighted": "MMCE (weighted)",
-    "flsd53": "FLSD-53",
-    "flsd53_3level": "FLSD-53 (3-level)",
-    "flsc531": "FLSc-531",
-    "flsd": "FLSD",
-    "flsc": "FLSc",
-    "adafocal": "AdaFocal",
-    "mbls": "MbLS",
-    "dual_focal": "dual focal",
-}
-_FIXED_GAMMA = {"fl1": 1.0, "fl2": 2.0, "fl3": 3.0}
-
-
-def _num(x: Any) -> str:
-    if isinstance(x, (list, tuple)):
-        return ",".join(_num(v) for v in x)
-    return f"{float(x):g}" if isinstance(x, (int, float)) and not isinstance(x, bool) else str(x)
-
-
-def loss_label(loss: str, options: Mapping[str, Any] | None = None) -> str:
-    """A legend label for a loss and its options, in the paper's names.
-
-    ``("ce", {})`` -> ``"CE"``, ``("focal", {"gamma": 3})`` -> ``"focal (γ=3)"``, ``("fl2", {})`` ->
-    ``"focal (γ=2)"``, ``("flsd53", {})`` -> ``"FLSD-53"``, ``("ls", {"smoothing": 0.1})`` -> ``"LS-0.1"``,
-    ``("mmce_weighted", {"lam": 2})`` -> ``"MMCE (weighted) (λ=2)"``. Other options are appended as
-    ``key=value``; ``reduction`` and ``validate`` are left out.
-    """
-    opts = {k: v for k, v in (options or {}).items() if k not in ("reduction", "validate")}
-    if loss in ("focal", "dual_focal", *_FIXED_GAMMA):
-        gamma = opts.pop("gamma", _FIXED_GAMMA.get(loss, 3.0))
-        head, inner = ("dual focal" if loss == "dual_focal" else "focal"), [f"γ={_num(gamma)}"]
-    elif loss in ("ls", "ls_torch"):
-        head = f"LS-{_num(opts.pop('smoothing', 0.05))}"
-        inner = ["torch convention"] if loss == "ls_torch" else []
-    else:
-        head, inner = _PAPER_NAMES.get(loss, loss), []
-        if "lam" in opts:
-            inner.append(f"λ={_num(opts.pop('lam'))}")
-    inner += [f"{k}={_num(v)}" for k, v in opts.items()]
-    return head + (f" ({', '.join(inner)})" if inner else "")
-
 
 @dataclass(frozen=True)
 class RunLog:
@@ -132,45 +82,34 @@ def read_run(run_dir: str | Path, *, label: str | None = None) -> RunLog:
 
     Raises:
         FileNotFoundError: no ``log.jsonl`` or ``config.json`` (the message says how to make a run).
-        ValueError: a log line is not JSON or lacks ``epoch``, or the log is empty.
+        CheckpointError: a damaged ``config.json`` or log line (named), or an empty log.
     """
-    run_dir = Path(run_dir)
+    run = RunFolder(run_dir)
     for f in (CONFIG, LOG):
-        if not (run_dir / f).is_file():
+        if not (run / f).is_file():
             raise FileNotFoundError(
-                f"{run_dir} holds no training log ({f} missing); train a run with `focalcal train --out DIR` first"
+                f"{run.path} holds no training log ({f} missing); train a run with `focalcal train --out DIR` first"
             )
-    config = json.loads((run_dir / CONFIG).read_text())
-    records = []
-    for i, line in enumerate((run_dir / LOG).read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{run_dir / LOG}, line {i}: not JSON ({exc.msg})") from exc
-        if "epoch" not in rec:
-            raise ValueError(f"{run_dir / LOG}, line {i}: no 'epoch' field")
-        records.append(rec)
+    config = run.read_config()
+    records = run.read_log()
     if not records:
-        raise ValueError(f"{run_dir / LOG} is empty: the run has not finished an epoch yet")
-    records.sort(key=lambda r: int(r["epoch"]))
+        raise CheckpointError(f"{run / LOG} is empty: the run has not finished an epoch yet")
     if label is None:
         label = loss_label(config.get("loss", "?"), config.get("loss_options"))
-    return RunLog(run_dir, label, config, tuple(records))
+    return RunLog(run.path, label, config, tuple(records))
 
 
 def read_runs(run_dirs: Sequence[str | Path], labels: Sequence[str] | None = None) -> list[RunLog]:
     """Read several runs; labels shared by more than one run get the folder name appended.
 
     Raises:
-        ValueError: ``labels`` given with a different length than ``run_dirs``, or no runs.
+        InputError: ``labels`` given with a different length than ``run_dirs``, or no runs.
         FileNotFoundError / ValueError: as :func:`read_run`.
     """
     if not run_dirs:
-        raise ValueError("no run folders given")
+        raise InputError("no run folders given")
     if labels is not None and len(labels) != len(run_dirs):
-        raise ValueError(f"got {len(labels)} labels for {len(run_dirs)} runs; give one --label per run")
+        raise InputError(f"got {len(labels)} labels for {len(run_dirs)} runs; give one --label per run")
     runs = [read_run(d, label=None if labels is None else labels[i]) for i, d in enumerate(run_dirs)]
     if labels is None:
         seen = [r.label for r in runs]
@@ -181,11 +120,11 @@ def read_runs(run_dirs: Sequence[str | Path], labels: Sequence[str] | None = Non
 
 
 def require_columns(runs: Iterable[RunLog], keys: Sequence[str], why: str) -> None:
-    """Raise ``ValueError`` naming the run and the key when a run never logged one of ``keys``."""
+    """Raise ``InputError`` naming the run and the key when a run never logged one of ``keys``."""
     for run in runs:
         missing = [k for k in keys if not run.has(k)]
         if missing:
-            raise ValueError(f"run {run.path} has no {', '.join(missing)} in its log.jsonl ({why})")
+            raise InputError(f"run {run.path} has no {', '.join(missing)} in its log.jsonl ({why})")
 
 
 def epoch_rows(runs: Iterable[RunLog], columns: Sequence[str]) -> list[dict[str, Any]]:
@@ -243,30 +182,32 @@ def read_reliability(run: RunLog | str | Path, *, n_bins: int | None = None) -> 
     """
     if not isinstance(run, RunLog):
         run = read_run(run)
-    for f in (REPORT, LOGITS):
-        if not (run.path / f).is_file():
-            raise FileNotFoundError(
-                f"{run.path} has no {f}; evaluate the run with "
-                f"`focalcal evaluate {run.path}` first (the plot reads its saved logits)"
-            )
-    report = json.loads((run.path / REPORT).read_text())
-    saved = torch.load(run.path / LOGITS, map_location="cpu", weights_only=True)
+    folder = RunFolder(run.path)
+    if not (folder.has_report() and folder.has_logits()):
+        raise FileNotFoundError(
+            f"{run.path} has no report.json / logits.pt; evaluate the run with "
+            f"`focalcal evaluate {run.path}` first (the plot reads its saved logits)"
+        )
+    report = folder.read_report()
+    saved = folder.read_logits()
     method = report["ts_method"]
     t = float(report["temperature"][method]["value"])
     if not (math.isfinite(t) and t > 0):
-        raise ValueError(f"{run.path / REPORT}: temperature {t} of method {method!r} is not positive")
-    bins = int(n_bins or report.get("n_bins", 15))
+        raise CheckpointError(f"{run.path / 'report.json'}: temperature {t} of method {method!r} is not positive")
+    bins = int(report.get("n_bins", 15) if n_bins is None else n_bins)
+    closed = report.get("bin_closed", "left")
     logits, labels = saved["test_logits"].float(), saved["test_labels"]
     scaled = logits / t
+    kw = {"labels": labels, "n_bins": bins, "closed": closed}
     return Reliability(
         run.path,
         run.label,
         t,
         method,
-        reliability_bins(logits=logits, labels=labels, n_bins=bins),
-        reliability_bins(logits=scaled, labels=labels, n_bins=bins),
-        calibration_summary(logits=logits, labels=labels, n_bins=bins),
-        calibration_summary(logits=scaled, labels=labels, n_bins=bins),
+        reliability_bins(logits=logits, **kw),
+        reliability_bins(logits=scaled, **kw),
+        calibration_summary(logits=logits, **kw),
+        calibration_summary(logits=scaled, **kw),
     )
 
 

@@ -2,9 +2,10 @@
 
 Each epoch: set the loss's epoch (scheduled losses), train with SGD (+ optional gradient clipping), step the
 lr schedule *after* the optimiser (the original code stepped it before), evaluate the validation split
-(NLL, ECE, accuracy) and optionally the training-dynamics statistics, write ``checkpoints/last.pt``
-atomically, then append one JSON line to ``log.jsonl``. Under ``torchrun`` (see :mod:`.distributed`) every
-rank trains on its shard with DistributedDataParallel and only rank 0 evaluates dynamics and writes files.
+(NLL, ECE, accuracy) and, every ``dynamics_every`` epochs, the training-dynamics statistics, then append
+the epoch's record to the log and write ``checkpoints/last.pt`` atomically. Under ``torchrun`` (see
+:mod:`.distributed`) every rank trains on its shard with DistributedDataParallel, evaluation passes are
+sharded across ranks and gathered (every sample exactly once), and only rank 0 writes files.
 ``resume=True`` continues from ``last.pt``; shuffling and augmentation are seeded per epoch, so a resumed
 run sees the same batches as an uninterrupted one.
 """
@@ -12,10 +13,8 @@ run sees the same batches as an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,47 +22,27 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data import DataSplits, DeviceLoader, load_dataset, make_splits
+from ..errors import CheckpointError, DiskFullError, ResumeMismatchError, RunExistsError, TrainingDiverged
 from ..losses import build_loss
 from ..metrics import calibration_summary
 from ..models import build_model, last_linear
-from .checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint, write_json
 from .config import TrainConfig
-from .device import autocast, exact_float32, resolve_device, resolve_precision
-from .distributed import all_ranks_true, all_reduce_sum, barrier, broadcast_buffers, init_from_env
+from .device import autocast, exact_float32, resolve_device
+from .distributed import (
+    DistInfo,
+    all_ranks_true,
+    all_reduce_sum,
+    barrier,
+    broadcast_buffers,
+    gather_rows,
+    init_from_env,
+)
 from .dynamics import split_nll_entropy
+from .precision import resolve_precision
+from .provenance import session_record
+from .runfolder import CHECKPOINT, RunFolder
 
-CHECKPOINT = Path("checkpoints") / "last.pt"
-FINAL = Path("final.pt")
-LOG = Path("log.jsonl")
-CONFIG = Path("config.json")
-# files written from a trained run (evaluate, ood); removed with --overwrite so no stale result survives
-DERIVED = tuple(
-    Path(p)
-    for p in (
-        "report.json",
-        "report.md",
-        "logits.pt",
-        "reliability_before.png",
-        "reliability_after.png",
-        "ood.json",
-        "ood.md",
-        "ood_roc_entropy.png",
-        "ood_roc_msp.png",
-        "ood_roc_energy.png",
-    )
-)
-# settings that do not change what is trained: a run may be resumed with other values
-RUNTIME_KEYS = frozenset(
-    {"device", "data_dir", "amp", "channels_last", "compile", "eval_batch_size", "dynamics_train_size", "dynamics_test"}
-)
-
-
-class RunExistsError(ValueError):
-    """The run folder already holds a run and neither resume nor overwrite was asked for."""
-
-
-class TrainingDiverged(ValueError):
-    """The training loss or the validation logits became NaN/inf."""
+__all__ = ["Trainer", "predict_logits", "prepare_data", "RunExistsError", "TrainingDiverged"]
 
 
 def prepare_data(config: TrainConfig, *, download: bool = False) -> DataSplits:
@@ -79,68 +58,85 @@ def prepare_data(config: TrainConfig, *, download: bool = False) -> DataSplits:
 
 
 @torch.inference_mode()
-def predict_logits(model: torch.nn.Module, loader: DeviceLoader, *, amp: bool = False) -> torch.Tensor:
+def predict_logits(
+    model: torch.nn.Module, loader: DeviceLoader, *, amp: bool = False, dist: DistInfo | None = None
+) -> torch.Tensor:
     """Logits ``[N, K]`` float32 on the CPU, in loader order, with the model in eval mode.
 
-    ``amp=False`` (the default) computes in full float32, with CUDA's TF32 off. ``amp=True`` runs the model
-    under bfloat16 autocast; the engine never does so for logits that feed metrics (bf16 rounding moves
-    ECE/AdaECE by tenths of a point), only training steps use autocast.
+    ``amp=False`` (the default) computes in full float32, with CUDA's TF32 off; ``amp=True`` runs the model
+    under bfloat16 autocast (the engine never does so for logits that feed metrics). With ``dist`` of
+    several processes, each rank computes its contiguous shard of the loader's samples and the shards are
+    gathered, so every rank returns all ``N`` rows, each exactly once (never padded or duplicated).
     """
     was_training = model.training
     model.eval()
     outs = []
     with exact_float32(loader.device) if not amp else contextlib.nullcontext():
-        for x, _ in loader.epoch(0):
+        for x, _ in loader.epoch(0, shard=dist):
             with autocast(loader.device, amp):
                 outs.append(model(x).float())
     model.train(was_training)
-    return torch.cat(outs).cpu()
+    local = torch.cat(outs) if outs else torch.empty(0, 0, device=loader.device)
+    if dist is not None and dist.enabled:
+        return gather_rows(local, dist).cpu()
+    return local.cpu()
 
 
 class Trainer:
-    """Train one run into ``run_dir``.
+    """Train one run into a run folder.
 
     Args:
         config: the run's configuration (validated here).
-        run_dir: output folder (created).
+        run_dir: the output folder (a path or a :class:`RunFolder`).
         data: pre-loaded splits (tests and the demo share one load); ``None`` loads them from the config.
         download: let torchvision download CIFAR if it is missing.
         progress: show tqdm bars.
         echo: called with one human-readable line per epoch (the CLI passes ``tqdm.write``); ``None``: silent.
+        make_trackers: called with the run folder once it is ready for this run (rank 0 only); returns
+            objects with ``log_epoch(record)`` that receive every epoch's record, e.g.
+            :class:`focalcal.engine.trackers.TensorBoardTracker`. They are kept in ``self.trackers``.
     """
 
     def __init__(
         self,
         config: TrainConfig,
-        run_dir: str | Path,
+        run_dir: str | Path | RunFolder,
         *,
         data: DataSplits | None = None,
         download: bool = False,
         progress: bool = True,
         echo: Callable[[str], None] | None = None,
+        make_trackers: Callable[[RunFolder], Sequence[Any]] | None = None,
     ):
         config.validate()
         self.config = config
-        self.run_dir = Path(run_dir)
+        self.run = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
+        self.run_dir = self.run.path
         self.progress = progress
         self.echo = echo or (lambda _msg: None)
+        self.make_trackers = make_trackers
+        self.trackers: list[Any] = []
         self.device = resolve_device(config.device)
         self.dist = init_from_env(self.device.type)
         if not self.dist.is_main:
-            self.echo, self.progress = (lambda _msg: None), False
+            self.echo, self.progress, self.make_trackers = (lambda _msg: None), False, None
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
         if config.batch_size % self.dist.world_size:
             raise ValueError(
                 f"batch size {config.batch_size} must be divisible by the {self.dist.world_size} processes"
             )
-        self.amp, self.channels_last = resolve_precision(self.device, config.amp, config.channels_last)
-        # ranks on different hardware must still train alike (and DDP needs one memory format)
-        self.amp, self.channels_last = all_ranks_true([self.amp, self.channels_last], self.dist, self.device)
         self.data = data if data is not None else prepare_data(config, download=download)
 
         torch.manual_seed(config.seed)
-        self.model = build_model(config.model, self.data.num_classes).to(self.device)
+        self.model = build_model(config.model, self.data.num_classes, **config.model_options).to(self.device)
+        self.precision = resolve_precision(
+            self.device, config.amp, config.channels_last, model=self.model, input_shape=self.data.train_images.shape[1:]
+        )
+        # ranks on different hardware must still train alike (and DDP needs one memory format)
+        self.amp, self.channels_last = all_ranks_true(
+            [self.precision.amp, self.precision.channels_last], self.dist, self.device
+        )
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         # labels come from the data pipeline (always in [0, K)): skip the loss's per-step label check,
@@ -165,10 +161,7 @@ class Trainer:
 
         d, mk = self.data, self._loader
         self.train_loader = mk(
-            d.train_images,
-            d.train_labels,
-            config.batch_size // self.dist.world_size,
-            shuffle=True,
+            d.train_images, d.train_labels, config.batch_size // self.dist.world_size, shuffle=True,
             augment=config.augment,
         )
         self.val_loader = mk(d.val_images, d.val_labels, config.eval_batch_size)
@@ -177,6 +170,7 @@ class Trainer:
         self.dyn_train_loader = (
             mk(d.train_images[:n_dyn], d.train_labels[:n_dyn], config.eval_batch_size) if n_dyn > 0 else None
         )
+        self.dyn_test_loader = self._dynamics_test_loader()
 
     def _loader(self, images, labels, batch_size, *, shuffle=False, augment=False) -> DeviceLoader:
         return DeviceLoader(
@@ -193,6 +187,18 @@ class Trainer:
             rank=self.dist.rank if shuffle else 0,
             world_size=self.dist.world_size if shuffle else 1,
         )
+
+    def _dynamics_test_loader(self) -> DeviceLoader | None:
+        """The test images evaluated each epoch: all of them, or a fixed seeded subset (dynamics_test_size)."""
+        size, d = self.config.dynamics_test_size, self.data
+        n = d.test_images.shape[0]
+        if size == 0:
+            return None
+        if size is None or size >= n:
+            return self.test_loader
+        g = torch.Generator().manual_seed(self.config.split_seed)
+        idx = torch.randperm(n, generator=g)[:size].sort().values
+        return self._loader(d.test_images[idx], d.test_labels[idx], self.config.eval_batch_size)
 
     def _maybe_compile(self, model: torch.nn.Module) -> torch.nn.Module:
         self.compiled = False
@@ -216,6 +222,10 @@ class Trainer:
             self.echo(f"torch.compile unavailable ({type(exc).__name__}: {exc}); training uncompiled")
             return model
 
+    def predict(self, loader: DeviceLoader) -> torch.Tensor:
+        """Float32 logits of ``loader``'s samples (sharded across ranks under torchrun; all rows on every rank)."""
+        return predict_logits(self.model, loader, dist=self.dist)
+
     # -- state -------------------------------------------------------------------------------------------
     def _state(self, epoch: int) -> dict[str, Any]:
         return {
@@ -232,11 +242,22 @@ class Trainer:
         }
 
     def _restore(self) -> int:
-        state = load_checkpoint(self.run_dir / CHECKPOINT, map_location=self.device)
-        saved, now = TrainConfig.from_dict(state["config"]).to_dict(), self.config.to_dict()
-        diff = {k: (saved[k], now[k]) for k in saved if k not in RUNTIME_KEYS and saved[k] != now[k]}
+        try:
+            state = self.run.load_state(CHECKPOINT, map_location=self.device)
+        except FileNotFoundError:
+            raise CheckpointError(
+                f"{self.run.path} has final.pt but no {CHECKPOINT} to resume from; evaluate it, or start again "
+                "with --overwrite"
+            ) from None
+        except CheckpointError as exc:
+            raise CheckpointError(
+                f"{exc}: the run cannot be resumed from it; start again with --overwrite (or another --out)"
+            ) from None
+        saved = TrainConfig.from_dict(state["config"]).protocol_dict()
+        now = self.config.protocol_dict()
+        diff = {k: (saved.get(k), now.get(k)) for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)}
         if diff:
-            raise ValueError(
+            raise ResumeMismatchError(
                 "cannot resume: the configuration differs from the checkpoint's "
                 f"(key: (checkpoint, now)): {diff}; resume with the run's own settings or start a new --out"
             )
@@ -244,77 +265,95 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.loss_fn.load_state_dict(state["loss"])
-        if self.dist.is_main:
-            write_json(self.run_dir / CONFIG, now)  # runtime keys (device, data_dir, ...) as resumed
         return int(state["epoch"])
 
     def _prepare_run_dir(self, resume: bool, overwrite: bool) -> int:
-        has_run = (self.run_dir / CHECKPOINT).exists() or (self.run_dir / FINAL).exists()
-        if has_run and resume:
+        """Returns the number of epochs already done. Called by every rank; only rank 0 writes."""
+        if self.run.has_checkpoint() and resume:
             start = self._restore()
             if self.dist.is_main:
-                self._truncate_log(start)
+                self.run.truncate_log(start)
+                self.run.write_config(self.config.to_dict())  # runtime keys (device, data_dir, ...) as resumed
             return start
-        if has_run and not overwrite:
+        if self.run.has_checkpoint() and not overwrite:
             raise RunExistsError(
-                f"{self.run_dir} already holds a run; pass --resume to continue it, "
+                f"{self.run.path} already holds a run; pass --resume to continue it, "
                 "--overwrite to start again, or choose another --out"
             )
         if self.dist.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            for stale in (CHECKPOINT, FINAL, LOG, *DERIVED):
-                (self.run_dir / stale).unlink(missing_ok=True)
-            write_json(self.run_dir / CONFIG, self.config.to_dict())
+            self.run.clear()
+            self.run.write_config(self.config.to_dict())
         return 0
-
-    def _truncate_log(self, completed: int) -> None:
-        """Keep the log lines of the epochs the checkpoint holds; drop later and torn (unparseable) lines."""
-        path = self.run_dir / LOG
-        if not path.exists():
-            return
-        kept = []
-        for line in path.read_text().splitlines():
-            try:
-                if json.loads(line)["epoch"] <= completed:
-                    kept.append(line)
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue  # a line torn by a crash mid-write
-        data = "".join(ln + "\n" for ln in kept).encode()
-        atomic_write_bytes(path, lambda f: f.write(data))
 
     # -- loop --------------------------------------------------------------------------------------------
     def fit(self, *, resume: bool = False, overwrite: bool = False) -> Path:
-        """Train for ``config.epochs`` epochs (continuing from ``last.pt`` with ``resume``); returns run_dir."""
-        start = self._prepare_run_dir(resume, overwrite)
-        barrier(self.dist)
-        if start:
-            self.echo(f"resuming {self.run_dir} after epoch {start}")
-        if start < self.config.epochs:
-            self.echo(
-                f"training on {self.device}: {'bfloat16 autocast' if self.amp else 'float32'}"
-                f"{', channels_last' if self.channels_last else ''}{', compiled' if self.compiled else ''}"
-            )
-        for epoch in range(start, self.config.epochs):
-            record = self._run_epoch(epoch)
-            if not self.dist.is_main:
-                continue
-            # the log line goes first: a crash before the checkpoint leaves a line that resume drops and
-            # rewrites, never a checkpoint whose epoch has no log line
-            with open(self.run_dir / LOG, "a") as f:
-                f.write(json.dumps(record) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-            save_checkpoint(self._state(epoch + 1), self.run_dir / CHECKPOINT)
-            self.echo(
-                f"epoch {record['epoch']}/{self.config.epochs}  loss {record['train_loss']:.4f}  "
-                f"train acc {record['train_acc']:.4f}  val acc {record['val_acc']:.4f}  "
-                f"val nll {record['val_nll']:.4f}  val ece {record['val_ece']:.4f}  {record['seconds']:.1f}s"
-            )
-        if self.dist.is_main:
-            final = {k: v for k, v in self._state(self.config.epochs).items() if k not in ("optimizer", "scheduler")}
-            save_checkpoint(final, self.run_dir / FINAL)
-        barrier(self.dist)
-        return self.run_dir
+        """Train for ``config.epochs`` epochs (continuing from ``last.pt`` with ``resume``); returns the folder.
+
+        Holds the run folder's lock meanwhile (rank 0; see :meth:`RunFolder.lock`).
+
+        Raises:
+            RunExistsError, RunLockedError, ResumeMismatchError, CheckpointError, TrainingDiverged,
+            DiskFullError: see :mod:`focalcal.errors`.
+        """
+        with self.run.lock() if self.dist.is_main else contextlib.nullcontext():
+            if self.dist.is_main:
+                self.run.remove_temp_files()
+            start = self._prepare_run_dir(resume, overwrite)
+            barrier(self.dist)
+            if start:
+                self.echo(f"resuming {self.run.path} after epoch {start}")
+            if self.make_trackers is not None and not self.trackers:
+                self.trackers = list(self.make_trackers(self.run))
+            if self.dist.is_main:
+                self.run.append_provenance(
+                    session_record(
+                        self.device, world_size=self.dist.world_size, resumed_after_epoch=start,
+                        precision={"amp": self.amp, "channels_last": self.channels_last, "compiled": self.compiled,
+                                   "chosen_by": self.precision.reason},
+                    )
+                )
+            if start < self.config.epochs:
+                self.echo(
+                    f"training on {self.device}: {'bfloat16 autocast' if self.amp else 'float32'}"
+                    f"{', channels_last' if self.channels_last else ''}{', compiled' if self.compiled else ''}"
+                    f" ({self.precision.reason})"
+                )
+            for epoch in range(start, self.config.epochs):
+                record = self._run_epoch(epoch)
+                if self.dist.is_main:
+                    self._save_epoch(epoch, record)
+            if self.dist.is_main:
+                final = {k: v for k, v in self._state(self.config.epochs).items() if k not in ("optimizer", "scheduler")}
+                self._disk_guard(self.run.save_final, final, epoch=self.config.epochs)
+            barrier(self.dist)
+        return self.run.path
+
+    def _save_epoch(self, epoch: int, record: dict[str, Any]) -> None:
+        # the log line goes first: a crash before the checkpoint leaves a line that resume drops and
+        # rewrites, never a checkpoint whose epoch has no log line
+        self._disk_guard(self.run.append_log, record, epoch=epoch)
+        self._disk_guard(self.run.save_checkpoint, self._state(epoch + 1), epoch=epoch)
+        for tracker in self.trackers:
+            tracker.log_epoch(record)
+        self.echo(
+            f"epoch {record['epoch']}/{self.config.epochs}  loss {record['train_loss']:.4f}  "
+            f"train acc {record['train_acc']:.4f}  val acc {record['val_acc']:.4f}  "
+            f"val nll {record['val_nll']:.4f}  val ece {record['val_ece']:.4f}  {record['seconds']:.1f}s"
+        )
+
+    def _disk_guard(self, write: Callable[[Any], None], obj: Any, *, epoch: int) -> None:
+        try:
+            write(obj)
+        except DiskFullError as exc:
+            held = f"epoch {epoch}" if (self.run.path / CHECKPOINT).exists() else "no epoch yet"
+            raise DiskFullError(
+                f"{exc}; {CHECKPOINT} holds {held}: resume with `focalcal train --resume --out {self.run.path}`"
+            ) from None
+
+    def _last_good(self, epoch: int) -> str:
+        if epoch >= 1 and (self.run.path / CHECKPOINT).exists():
+            return f"the last good checkpoint is {self.run.path / CHECKPOINT} (epoch {epoch})"
+        return "no checkpoint was written before it"
 
     def _run_epoch(self, epoch: int) -> dict[str, Any]:
         t0 = time.perf_counter()
@@ -323,11 +362,11 @@ class Trainer:
         train_loss, train_acc = self._train_epoch(epoch)
         train_seconds = time.perf_counter() - t0
 
-        val_logits = predict_logits(self.model, self.val_loader)
+        val_logits = self.predict(self.val_loader)
         if not torch.isfinite(val_logits).all():
             raise TrainingDiverged(
-                f"training diverged: validation logits are NaN/inf after epoch {epoch + 1}; lower --lr and "
-                "start a new --out"
+                f"training diverged: validation logits are NaN/inf after epoch {epoch + 1}; {self._last_good(epoch)}; "
+                "lower --lr and start a new --out"
             )
         val = calibration_summary(logits=val_logits, labels=self.data.val_labels, n_bins=self.config.n_bins)
         if getattr(self.loss_fn, "needs_validation", False):
@@ -348,21 +387,23 @@ class Trainer:
         gamma = getattr(self.loss_fn, "gamma", None)
         if isinstance(gamma, (int, float)) or (isinstance(gamma, torch.Tensor) and gamma.numel() == 1):
             record["gamma"] = float(gamma)
-        if self.dist.is_main:  # other ranks would only repeat the same evaluation
+        record["fc_weight_norm"] = float(last_linear(self.model).weight.detach().norm())
+        last = epoch + 1 == self.config.epochs
+        if (epoch + 1) % self.config.dynamics_every == 0 or last:
             record.update(self._dynamics())
         record["train_seconds"] = train_seconds
         record["seconds"] = time.perf_counter() - t0
         return record
 
     def _dynamics(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"fc_weight_norm": float(last_linear(self.model).weight.detach().norm())}
+        out: dict[str, Any] = {}
         if self.dyn_train_loader is not None:
-            logits = predict_logits(self.model, self.dyn_train_loader)
+            logits = self.predict(self.dyn_train_loader)
             stats = split_nll_entropy(logits, self.dyn_train_loader.labels.cpu())
             out.update({f"train_eval_{k}": v for k, v in stats.items()})
-        if self.config.dynamics_test:
-            logits = predict_logits(self.model, self.test_loader)
-            out.update({f"test_{k}": v for k, v in split_nll_entropy(logits, self.data.test_labels).items()})
+        if self.dyn_test_loader is not None:
+            logits = self.predict(self.dyn_test_loader)
+            out.update({f"test_{k}": v for k, v in split_nll_entropy(logits, self.dyn_test_loader.labels.cpu()).items()})
         return out
 
     def _train_epoch(self, epoch: int) -> tuple[float, float]:
@@ -400,7 +441,9 @@ class Trainer:
         loss_value, correct = float(totals[0]) / n, totals[1]
         if not torch.isfinite(torch.tensor(loss_value)):
             raise TrainingDiverged(
-                f"training diverged: the loss became {loss_value} in epoch {epoch + 1}; the last good checkpoint "
-                f"is {self.run_dir / CHECKPOINT} (epoch {epoch}); lower --lr and start a new --out"
+                f"training diverged: the loss became {loss_value} in epoch {epoch + 1}; {self._last_good(epoch)}; "
+                "lower --lr and start a new --out"
             )
         return loss_value, float(correct) / n
+
+

@@ -23,7 +23,7 @@ from .focal import (
     scale_schedule,
 )
 from .mmce import MMCELoss, laplacian_kernel, mmce_squared
-from .registry import available_losses, build_loss, loss_description, loss_options
+from .registry import LOSSES, available_losses, build_loss, loss_description, loss_label, loss_options, register_loss
 from .smoothing import LabelSmoothingLoss, MarginLabelSmoothingLoss
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "FLSD_53_GAMMAS",
     "FLSD_53_THRESHOLDS",
     "FocalLoss",
+    "LOSSES",
     "LabelSmoothingLoss",
     "MMCELoss",
     "MarginLabelSmoothingLoss",
@@ -52,9 +53,11 @@ __all__ = [
     "guarded_pow",
     "laplacian_kernel",
     "loss_description",
+    "loss_label",
     "loss_options",
     "mmce_squared",
     "p_threshold",
+    "register_loss",
     "scale_schedule",
     "true_class_log_prob",
 ]

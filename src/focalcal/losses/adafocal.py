@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..errors import InputError
 from .base import CalibrationLoss, guarded_pow, true_class_log_prob
 
 __all__ = ["AdaFocalLoss", "adafocal_gamma_update"]
@@ -100,26 +101,26 @@ class AdaFocalLoss(CalibrationLoss):
     ) -> None:
         super().__init__(num_classes, **kwargs)
         if isinstance(num_bins, bool) or not isinstance(num_bins, int) or num_bins < 1:
-            raise ValueError(f"num_bins must be an integer >= 1, got {num_bins!r}")
+            raise InputError(f"num_bins must be an integer >= 1, got {num_bins!r}")
         try:
             lam, gamma_initial, gamma_min, gamma_max, switch_threshold = (
                 float(v) for v in (lam, gamma_initial, gamma_min, gamma_max, switch_threshold)
             )
         except (TypeError, ValueError) as exc:
-            raise ValueError(
+            raise InputError(
                 "AdaFocal lam/gamma_initial/gamma_min/gamma_max/switch_threshold must be numbers"
             ) from exc
         if not 0.0 < lam < float("inf"):
-            raise ValueError(f"lam must be a finite number > 0, got {lam}")
+            raise InputError(f"lam must be a finite number > 0, got {lam}")
         if not 0.0 < switch_threshold < float("inf"):
-            raise ValueError(f"switch_threshold must be a finite number > 0, got {switch_threshold}")
+            raise InputError(f"switch_threshold must be a finite number > 0, got {switch_threshold}")
         if not (gamma_min <= -switch_threshold and switch_threshold <= gamma_max < float("inf")):
-            raise ValueError(
+            raise InputError(
                 "need gamma_min <= -switch_threshold and switch_threshold <= gamma_max (finite), got "
                 f"gamma_min={gamma_min}, gamma_max={gamma_max}, switch_threshold={switch_threshold}"
             )
         if not gamma_min <= gamma_initial <= gamma_max:
-            raise ValueError(f"gamma_initial={gamma_initial} must be within [gamma_min, gamma_max]")
+            raise InputError(f"gamma_initial={gamma_initial} must be within [gamma_min, gamma_max]")
         self.num_bins = num_bins
         self.lam = lam
         self.gamma_initial = gamma_initial

@@ -20,6 +20,8 @@ from scipy.optimize import brentq
 from scipy.special import lambertw, xlogy
 from torch import Tensor
 
+from ..errors import InputError
+
 __all__ = ["g_factor", "p_threshold", "gamma_threshold"]
 
 
@@ -43,7 +45,7 @@ def g_factor(p, gamma):
         pt = pt if pt.is_floating_point() else pt.double()
         gt = torch.as_tensor(gamma, dtype=pt.dtype, device=pt.device)
         if bool(((pt < 0) | (pt > 1)).any()) or bool((gt < 0).any()):
-            raise ValueError("g_factor needs 0 <= p <= 1 and gamma >= 0")
+            raise InputError("g_factor needs 0 <= p <= 1 and gamma >= 0")
         q = 1.0 - pt
         q_safe = torch.where(q > 0, q, torch.ones_like(q))
         inner = q.pow(gt) - gt * torch.xlogy(pt, pt) * q_safe.pow(gt - 1.0)
@@ -52,7 +54,7 @@ def g_factor(p, gamma):
     pa = np.asarray(p, dtype=np.float64)
     ga = np.asarray(gamma, dtype=np.float64)
     if np.any((pa < 0) | (pa > 1)) or np.any(ga < 0):
-        raise ValueError("g_factor needs 0 <= p <= 1 and gamma >= 0")
+        raise InputError("g_factor needs 0 <= p <= 1 and gamma >= 0")
     q = 1.0 - pa
     with np.errstate(divide="ignore", invalid="ignore"):
         q_safe = np.where(q > 0, q, 1.0)
@@ -73,14 +75,14 @@ def p_threshold(gamma: float) -> float:
     """
     g = float(gamma)
     if not 0.0 < g < math.inf:
-        raise ValueError(f"p_threshold needs a finite gamma > 0, got {gamma!r}")
+        raise InputError(f"p_threshold needs a finite gamma > 0, got {gamma!r}")
     lo, hi = 1e-6 / max(g, 1.0), 1.0 - 1e-12
 
     def f(p: float) -> float:
         return g_factor(p, g) - 1.0
 
     if not (f(lo) > 0.0 > f(hi)):
-        raise ValueError(f"could not bracket the root of g(p, {g}) = 1 in ({lo}, {hi})")
+        raise InputError(f"could not bracket the root of g(p, {g}) = 1 in ({lo}, {hi})")
     return float(brentq(f, lo, hi, xtol=1e-14, rtol=1e-12))
 
 
@@ -97,7 +99,7 @@ def gamma_threshold(p: float) -> float:
     """
     pf = float(p)
     if not 0.0 < pf < 0.5:
-        raise ValueError(
+        raise InputError(
             f"gamma_threshold needs 0 < p < 0.5, got {p!r} (for p >= 0.5, g(p, gamma) < 1 for all gamma > 0)"
         )
     big_l = math.log1p(-pf)

@@ -29,6 +29,9 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from ..errors import InputError
+from ..validation import check_loss_inputs, check_num_classes
+
 __all__ = ["CalibrationLoss", "REDUCTIONS", "guarded_pow", "true_class_log_prob", "TINY"]
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -55,7 +58,7 @@ def _to_weight_tensor(alpha: object, num_classes: int) -> Tensor:
         try:
             values = [float(s) for s in parts]
         except ValueError as exc:
-            raise ValueError(f"alpha must be {num_classes} comma-separated numbers, got {alpha!r}") from exc
+            raise InputError(f"alpha must be {num_classes} comma-separated numbers, got {alpha!r}") from exc
         tensor = torch.tensor(values, dtype=torch.float32)
     elif isinstance(alpha, Tensor):
         tensor = alpha.detach().to(dtype=torch.float32, device="cpu").reshape(-1)
@@ -63,13 +66,13 @@ def _to_weight_tensor(alpha: object, num_classes: int) -> Tensor:
         try:
             tensor = torch.as_tensor(alpha, dtype=torch.float32).reshape(-1)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"alpha must be a sequence of {num_classes} numbers, got {alpha!r}") from exc
+            raise InputError(f"alpha must be a sequence of {num_classes} numbers, got {alpha!r}") from exc
     else:
-        raise ValueError(f"alpha must be a tensor or sequence of {num_classes} numbers, got {alpha!r}")
+        raise InputError(f"alpha must be a tensor or sequence of {num_classes} numbers, got {alpha!r}")
     if tensor.numel() != num_classes:
-        raise ValueError(f"alpha must have one weight per class ({num_classes}), got {tensor.numel()}")
+        raise InputError(f"alpha must have one weight per class ({num_classes}), got {tensor.numel()}")
     if not bool(torch.isfinite(tensor).all()) or bool((tensor < 0).any()):
-        raise ValueError(f"alpha weights must be finite and >= 0, got {tensor.tolist()}")
+        raise InputError(f"alpha weights must be finite and >= 0, got {tensor.tolist()}")
     return tensor
 
 
@@ -119,12 +122,11 @@ class CalibrationLoss(nn.Module):
         validate: bool = True,
     ) -> None:
         super().__init__()
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+        num_classes = check_num_classes(num_classes)
         if reduction not in REDUCTIONS:
-            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+            raise InputError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
         if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
-            raise ValueError(f"ignore_index must be an integer, got {ignore_index!r}")
+            raise InputError(f"ignore_index must be an integer, got {ignore_index!r}")
         self.num_classes = num_classes
         self.reduction = reduction
         self.ignore_index = ignore_index
@@ -155,35 +157,16 @@ class CalibrationLoss(nn.Module):
         """Called after each validation pass when ``needs_validation`` is True. No-op here."""
 
     # ------------------------------------------------------------------ shared machinery
-    def _check_inputs(self, logits: Tensor, labels: Tensor) -> None:
-        if not isinstance(logits, Tensor) or not logits.is_floating_point():
-            raise ValueError("logits must be a floating-point tensor of shape [N, K]")
-        if logits.dim() != 2:
-            raise ValueError(f"logits must have shape [N, K], got {tuple(logits.shape)}")
-        if logits.shape[1] != self.num_classes:
-            raise ValueError(
-                f"logits have {logits.shape[1]} classes but the loss was built for num_classes="
-                f"{self.num_classes}"
-            )
-        if not isinstance(labels, Tensor) or labels.is_floating_point() or labels.is_complex():
-            raise ValueError("labels must be an integer tensor of shape [N] (class indices)")
-        if labels.dtype == torch.bool:
-            raise ValueError("labels must be an integer tensor of class indices, got a bool tensor")
-        if labels.dim() != 1 or labels.shape[0] != logits.shape[0]:
-            raise ValueError(f"labels must have shape [N] = [{logits.shape[0]}], got {tuple(labels.shape)}")
-        if labels.device != logits.device:
-            raise ValueError(f"labels are on {labels.device} but logits on {logits.device}")
-
     def _prepare(self, logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Float32 logits, safe int64 labels (ignored rows -> 0) and the keep mask; validates labels."""
-        self._check_inputs(logits, labels)
+        check_loss_inputs(logits, labels, self.num_classes)
         labels = labels.long()
         keep = labels != self.ignore_index
         if self.validate:
             bad = keep & ((labels < 0) | (labels >= self.num_classes))
             if bool(bad.any()):  # one host-device sync; see the class docstring
                 examples = labels[bad][:5].tolist()
-                raise ValueError(
+                raise InputError(
                     f"labels must be in [0, {self.num_classes}) or equal ignore_index={self.ignore_index}; "
                     f"got out-of-range labels {examples}"
                 )

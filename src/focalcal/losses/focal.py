@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..errors import InputError
 from .base import CalibrationLoss, guarded_pow, true_class_log_prob
 
 __all__ = [
@@ -46,9 +47,9 @@ def _check_gamma(gamma: float, what: str = "gamma") -> float:
     try:
         value = float(gamma)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{what} must be a number, got {gamma!r}") from exc
+        raise InputError(f"{what} must be a number, got {gamma!r}") from exc
     if not value >= 0 or value == float("inf"):
-        raise ValueError(f"{what} must be a finite number >= 0, got {gamma!r}")
+        raise InputError(f"{what} must be a finite number >= 0, got {gamma!r}")
     return value
 
 
@@ -59,9 +60,9 @@ def _as_index(value: object, what: str, minimum: int) -> int:
             raise TypeError
         out = operator.index(value)  # type: ignore[arg-type]
     except TypeError:
-        raise ValueError(f"{what} must be an integer >= {minimum}, got {value!r}") from None
+        raise InputError(f"{what} must be an integer >= {minimum}, got {value!r}") from None
     if out < minimum:
-        raise ValueError(f"{what} must be an integer >= {minimum}, got {value!r}")
+        raise InputError(f"{what} must be an integer >= {minimum}, got {value!r}")
     return out
 
 
@@ -141,23 +142,23 @@ def _parse_schedule(schedule: object, reference_epochs: int) -> tuple[tuple[floa
         try:
             pairs = [tuple(float(v) for v in item.split(":")) for item in schedule.split(",") if item.strip()]
         except ValueError as exc:
-            raise ValueError(f"schedule must look like '0:5,100:3,250:1', got {schedule!r}") from exc
+            raise InputError(f"schedule must look like '0:5,100:3,250:1', got {schedule!r}") from exc
     else:
         try:
             pairs = [tuple(float(v) for v in item) for item in schedule]  # type: ignore[union-attr]
         except (TypeError, ValueError) as exc:
-            raise ValueError(
+            raise InputError(
                 f"schedule must be a list of (start_epoch, gamma) pairs, got {schedule!r}"
             ) from exc
     if not pairs or any(len(p) != 2 for p in pairs):
-        raise ValueError(f"schedule must be a non-empty list of (start_epoch, gamma) pairs, got {schedule!r}")
+        raise InputError(f"schedule must be a non-empty list of (start_epoch, gamma) pairs, got {schedule!r}")
     starts = [p[0] for p in pairs]
     if starts[0] != 0:
-        raise ValueError(f"the first schedule milestone must start at epoch 0, got {starts[0]}")
+        raise InputError(f"the first schedule milestone must start at epoch 0, got {starts[0]}")
     if any(b <= a for a, b in zip(starts, starts[1:])):
-        raise ValueError(f"schedule start epochs must be strictly increasing, got {starts}")
+        raise InputError(f"schedule start epochs must be strictly increasing, got {starts}")
     if starts[-1] >= reference_epochs:
-        raise ValueError(f"schedule starts must be < reference_epochs={reference_epochs}, got {starts}")
+        raise InputError(f"schedule starts must be < reference_epochs={reference_epochs}, got {starts}")
     for _, g in pairs:
         _check_gamma(g, "schedule gamma")
     return tuple((s, g) for s, g in pairs)  # type: ignore[misc]
@@ -194,7 +195,7 @@ class ScheduledFocalLoss(CalibrationLoss):
             or not isinstance(reference_epochs, int)
             or reference_epochs < 1
         ):
-            raise ValueError(f"reference_epochs must be an integer >= 1, got {reference_epochs!r}")
+            raise InputError(f"reference_epochs must be an integer >= 1, got {reference_epochs!r}")
         super().__init__(num_classes, **kwargs)
         self.schedule = _parse_schedule(schedule, reference_epochs)
         self.reference_epochs = reference_epochs
@@ -268,14 +269,14 @@ class SampleDependentFocalLoss(CalibrationLoss):
             th = [float(t) for t in thresholds]
             gs = [_check_gamma(g, "FLSD gammas") for g in gammas]
         except TypeError as exc:
-            raise ValueError("thresholds and gammas must be sequences of numbers") from exc
+            raise InputError("thresholds and gammas must be sequences of numbers") from exc
         if len(gs) != len(th) + 1:
-            raise ValueError(
+            raise InputError(
                 f"FLSD needs len(gammas) == len(thresholds) + 1, "
                 f"got {len(gs)} gammas for {len(th)} thresholds"
             )
         if any(not 0.0 < t < 1.0 for t in th) or any(b <= a for a, b in zip(th, th[1:])):
-            raise ValueError(f"FLSD thresholds must be strictly increasing values in (0, 1), got {th}")
+            raise InputError(f"FLSD thresholds must be strictly increasing values in (0, 1), got {th}")
         # Constants, not training state: non-persistent buffers so they follow .to(device).
         self.register_buffer("thresholds", torch.tensor(th, dtype=torch.float32), persistent=False)
         self.register_buffer("gammas", torch.tensor(gs, dtype=torch.float32), persistent=False)
@@ -320,7 +321,7 @@ class DualFocalLoss(CalibrationLoss):
         super().__init__(num_classes, **kwargs)
         self.gamma = _check_gamma(gamma)
         if secondary not in self.SECONDARY:
-            raise ValueError(f"secondary must be one of {self.SECONDARY}, got {secondary!r}")
+            raise InputError(f"secondary must be one of {self.SECONDARY}, got {secondary!r}")
         self.secondary = secondary
 
     def per_sample_loss(self, logits: Tensor, labels: Tensor, keep: Tensor) -> Tensor:

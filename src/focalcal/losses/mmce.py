@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..errors import InputError
 from .base import CalibrationLoss, true_class_log_prob
 
 __all__ = ["MMCELoss", "mmce_squared", "laplacian_kernel"]
@@ -103,11 +104,11 @@ class MMCELoss(CalibrationLoss):
         try:
             lam_f, bw = float(lam), float(bandwidth)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"lam and bandwidth must be numbers, got {lam!r}, {bandwidth!r}") from exc
+            raise InputError(f"lam and bandwidth must be numbers, got {lam!r}, {bandwidth!r}") from exc
         if not 0.0 <= lam_f < float("inf"):
-            raise ValueError(f"lam must be a finite number >= 0, got {lam!r}")
+            raise InputError(f"lam must be a finite number >= 0, got {lam!r}")
         if not 0.0 < bw < float("inf"):
-            raise ValueError(f"bandwidth must be a finite number > 0, got {bandwidth!r}")
+            raise InputError(f"bandwidth must be a finite number > 0, got {bandwidth!r}")
         self.weighted = bool(weighted)
         self.lam = lam_f
         self.bandwidth = bw

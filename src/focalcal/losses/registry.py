@@ -8,9 +8,18 @@ the shared options ``reduction``, ``ignore_index``, ``alpha`` and ``validate`` (
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
+from ..registry import (
+    Converter,
+    Registry,
+    as_bool,
+    as_float,
+    as_float_tuple,
+    as_int,
+    as_is,
+    as_str,
+)
 from .adafocal import AdaFocalLoss
 from .base import CalibrationLoss
 from .brier import BrierLoss
@@ -27,155 +36,38 @@ from .focal import (
 from .mmce import MMCELoss
 from .smoothing import LabelSmoothingLoss, MarginLabelSmoothingLoss
 
-__all__ = ["build_loss", "available_losses", "loss_options", "loss_description"]
+__all__ = ["LOSSES", "available_losses", "build_loss", "loss_description", "loss_label", "loss_options", "register_loss"]
 
 
-# ---------------------------------------------------------------------------------------- converters
-def _as_float(value: Any) -> float:
-    if isinstance(value, bool):
-        raise ValueError(f"expected a number, got {value!r}")
-    return float(value)
-
-
-def _as_int(value: Any) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"expected an integer, got {value!r}")
-    if isinstance(value, str):
-        value = value.strip()
-        as_float = float(value)
-        if not as_float.is_integer():
-            raise ValueError(f"expected an integer, got {value!r}")
-        return int(as_float)
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise ValueError(f"expected an integer, got {value!r}")
-        return int(value)
-    return int(value)
-
-
-def _as_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
-        return True
-    if isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"expected a boolean (true/false), got {value!r}")
-
-
-def _as_str(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"expected a string, got {value!r}")
-    return value.strip()
-
-
-def _as_float_tuple(value: Any) -> tuple[float, ...]:
-    if isinstance(value, str):
-        items = [s for s in value.replace(";", ",").split(",") if s.strip()]
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        items = [value]
-    else:
-        items = list(value)
-    return tuple(_as_float(v) for v in items)
-
-
-def _identity(value: Any) -> Any:
-    return value  # validated by the loss itself (alpha, schedule)
-
-
-_SHARED: dict[str, Callable[[Any], Any]] = {
-    "reduction": _as_str,
-    "ignore_index": _as_int,
-    "alpha": _identity,
-    "validate": _as_bool,
+_SHARED: dict[str, Converter] = {
+    "reduction": as_str,
+    "ignore_index": as_int,
+    "alpha": as_is,
+    "validate": as_bool,
 }
 
-
-@dataclass(frozen=True)
-class _Entry:
-    factory: Callable[..., CalibrationLoss]
-    description: str
-    options: Mapping[str, Callable[[Any], Any]] = field(default_factory=dict)
-    fixed: Mapping[str, Any] = field(default_factory=dict)
+#: Every registered loss. ``LOSSES.register(...)`` adds one (see :func:`register_loss`).
+LOSSES = Registry("loss", shared_options=_SHARED)
 
 
-_REGISTRY: dict[str, _Entry] = {
-    "ce": _Entry(CrossEntropyLoss, "cross-entropy"),
-    "focal": _Entry(FocalLoss, "focal loss, fixed gamma (default 3)", {"gamma": _as_float}),
-    "fl1": _Entry(FocalLoss, "focal loss, gamma 1 (FL-1)", fixed={"gamma": 1.0}),
-    "fl2": _Entry(FocalLoss, "focal loss, gamma 2 (FL-2)", fixed={"gamma": 2.0}),
-    "fl3": _Entry(FocalLoss, "focal loss, gamma 3 (FL-3)", fixed={"gamma": 3.0}),
-    "flsc531": _Entry(
-        ScheduledFocalLoss,
-        "scheduled focal loss FLSc-531: gamma 5, 3 from epoch 100, 1 from 250 (of 350, scaled)",
-        {"reference_epochs": _as_int},
-        fixed={"schedule": FLSC_531_SCHEDULE},
-    ),
-    "flsc": _Entry(
-        ScheduledFocalLoss,
-        "scheduled focal loss, schedule '0:5,100:3,250:1' of reference_epochs (350), scaled",
-        {"schedule": _identity, "reference_epochs": _as_int},
-    ),
-    "flsd53": _Entry(
-        SampleDependentFocalLoss,
-        "sample-dependent focal FLSD-53: gamma 5 where p < 0.2, else 3",
-        fixed={"thresholds": FLSD_53_THRESHOLDS, "gammas": FLSD_53_GAMMAS},
-    ),
-    "flsd": _Entry(
-        SampleDependentFocalLoss,
-        "sample-dependent focal, general: thresholds (ascending), gammas (one more); default FLSD-53",
-        {"thresholds": _as_float_tuple, "gammas": _as_float_tuple},
-    ),
-    "brier": _Entry(BrierLoss, "Brier score"),
-    "mmce": _Entry(
-        MMCELoss,
-        "CE + lam * MMCE (unweighted, Laplacian kernel, lam 2)",
-        {"lam": _as_float, "bandwidth": _as_float, "squared": _as_bool},
-        fixed={"weighted": False},
-    ),
-    "mmce_weighted": _Entry(
-        MMCELoss,
-        "CE + lam * weighted MMCE (lam 2, as in the paper)",
-        {"lam": _as_float, "bandwidth": _as_float, "squared": _as_bool},
-        fixed={"weighted": True},
-    ),
-    "ls": _Entry(
-        LabelSmoothingLoss,
-        "label smoothing, paper convention: 1-eps on the true class, eps/(K-1) elsewhere (default 0.05)",
-        {"smoothing": _as_float},
-        fixed={"convention": "paper"},
-    ),
-    "ls_torch": _Entry(
-        LabelSmoothingLoss,
-        "label smoothing, torch convention: (1-eps) onehot + eps/K (default 0.05)",
-        {"smoothing": _as_float},
-        fixed={"convention": "torch"},
-    ),
-    "dual_focal": _Entry(
-        DualFocalLoss,
-        "dual focal loss (Tao et al. 2023), default gamma 3",
-        {"gamma": _as_float, "secondary": _as_str},
-    ),
-    "adafocal": _Entry(
-        AdaFocalLoss,
-        "AdaFocal (Ghosh et al. 2022): per-bin gamma updated from validation calibration",
-        {
-            "num_bins": _as_int,
-            "lam": _as_float,
-            "gamma_initial": _as_float,
-            "gamma_min": _as_float,
-            "gamma_max": _as_float,
-            "switch_threshold": _as_float,
-        },
-    ),
-    "mbls": _Entry(
-        MarginLabelSmoothingLoss,
-        "margin-based label smoothing (Liu et al. 2022): CE + lam * sum_j relu(max z - z_j - margin)",
-        {"margin": _as_float, "lam": _as_float, "class_reduction": _as_str},
-    ),
-}
+def register_loss(
+    name: str,
+    factory: Callable[..., CalibrationLoss],
+    *,
+    description: str,
+    label: str | Callable[[Mapping[str, Any]], str] | None = None,
+    options: Mapping[str, Converter] | None = None,
+    fixed: Mapping[str, Any] | None = None,
+    replace: bool = False,
+):
+    """Register a loss: ``factory(num_classes, **fixed, **options)`` must return a :class:`CalibrationLoss`.
+
+    ``label`` is the name shown in plot legends and tables (a string, or a function of the run's loss
+    options); ``options`` maps each option name to a converter from the command line's strings.
+    """
+    return LOSSES.register(
+        name, factory, description=description, label=label, options=options, fixed=fixed, replace=replace
+    )
 
 
 def _flsd53_3level(num_classes: int, gamma: float = 3.0, **kwargs: Any) -> SampleDependentFocalLoss:
@@ -183,37 +75,156 @@ def _flsd53_3level(num_classes: int, gamma: float = 3.0, **kwargs: Any) -> Sampl
     return SampleDependentFocalLoss(num_classes, thresholds=(0.2, 0.5), gammas=(5.0, 3.0, gamma), **kwargs)
 
 
-_REGISTRY["flsd53_3level"] = _Entry(
-    _flsd53_3level,
-    "FLSD-53 as in the authors' code: p<0.2 -> 5, p<0.5 -> 3, else gamma (default 3)",
-    {"gamma": _as_float},
-)
+_MMCE_OPTIONS = {"lam": as_float, "bandwidth": as_float, "squared": as_bool}
+_ADAFOCAL_OPTIONS = {
+    "num_bins": as_int,
+    "lam": as_float,
+    "gamma_initial": as_float,
+    "gamma_min": as_float,
+    "gamma_max": as_float,
+    "switch_threshold": as_float,
+}
+for _name, _factory, _description, _label, _options, _fixed in (
+    ("ce", CrossEntropyLoss, "cross-entropy", "CE", {}, {}),
+    ("focal", FocalLoss, "focal loss, fixed gamma (default 3)", "FL-{gamma}", {"gamma": as_float}, {}),
+    ("fl1", FocalLoss, "focal loss, gamma 1 (FL-1)", "FL-1", {}, {"gamma": 1.0}),
+    ("fl2", FocalLoss, "focal loss, gamma 2 (FL-2)", "FL-2", {}, {"gamma": 2.0}),
+    ("fl3", FocalLoss, "focal loss, gamma 3 (FL-3)", "FL-3", {}, {"gamma": 3.0}),
+    (
+        "flsc531",
+        ScheduledFocalLoss,
+        "scheduled focal loss FLSc-531: gamma 5, 3 from epoch 100, 1 from 250 (of 350, scaled)",
+        "FLSc-531",
+        {"reference_epochs": as_int},
+        {"schedule": FLSC_531_SCHEDULE},
+    ),
+    (
+        "flsc",
+        ScheduledFocalLoss,
+        "scheduled focal loss, schedule '0:5,100:3,250:1' of reference_epochs (350), scaled",
+        "FLSc",
+        {"schedule": as_is, "reference_epochs": as_int},
+        {},
+    ),
+    (
+        "flsd53",
+        SampleDependentFocalLoss,
+        "sample-dependent focal FLSD-53: gamma 5 where p < 0.2, else 3",
+        "FLSD-53",
+        {},
+        {"thresholds": FLSD_53_THRESHOLDS, "gammas": FLSD_53_GAMMAS},
+    ),
+    (
+        "flsd53_3level",
+        _flsd53_3level,
+        "FLSD-53 as in the authors' code: p<0.2 -> 5, p<0.5 -> 3, else gamma (default 3)",
+        "FLSD-53 (3-level)",
+        {"gamma": as_float},
+        {},
+    ),
+    (
+        "flsd",
+        SampleDependentFocalLoss,
+        "sample-dependent focal, general: thresholds (ascending), gammas (one more); default FLSD-53",
+        "FLSD",
+        {"thresholds": as_float_tuple, "gammas": as_float_tuple},
+        {},
+    ),
+    ("brier", BrierLoss, "Brier score", "Brier", {}, {}),
+    (
+        "mmce",
+        MMCELoss,
+        "CE + lam * MMCE (unweighted, Laplacian kernel, lam 2)",
+        "MMCE (unweighted)",
+        _MMCE_OPTIONS,
+        {"weighted": False},
+    ),
+    (
+        "mmce_weighted",
+        MMCELoss,
+        "CE + lam * weighted MMCE (lam 2, as in the paper)",
+        "MMCE",
+        _MMCE_OPTIONS,
+        {"weighted": True},
+    ),
+    (
+        "ls",
+        LabelSmoothingLoss,
+        "label smoothing, paper convention: 1-eps on the true class, eps/(K-1) elsewhere (default 0.05)",
+        "LS-{smoothing}",
+        {"smoothing": as_float},
+        {"convention": "paper"},
+    ),
+    (
+        "ls_torch",
+        LabelSmoothingLoss,
+        "label smoothing, torch convention: (1-eps) onehot + eps/K (default 0.05)",
+        "LS-{smoothing} (torch convention)",
+        {"smoothing": as_float},
+        {"convention": "torch"},
+    ),
+    (
+        "dual_focal",
+        DualFocalLoss,
+        "dual focal loss (Tao et al. 2023), default gamma 3",
+        "dual FL-{gamma}",
+        {"gamma": as_float, "secondary": as_str},
+        {},
+    ),
+    (
+        "adafocal",
+        AdaFocalLoss,
+        "AdaFocal (Ghosh et al. 2022): per-bin gamma updated from validation calibration",
+        "AdaFocal",
+        _ADAFOCAL_OPTIONS,
+        {},
+    ),
+    (
+        "mbls",
+        MarginLabelSmoothingLoss,
+        "margin-based label smoothing (Liu et al. 2022): CE + lam * sum_j relu(max z - z_j - margin)",
+        "MbLS",
+        {"margin": as_float, "lam": as_float, "class_reduction": as_str},
+        {},
+    ),
+):
+    register_loss(_name, _factory, description=_description, label=_label, options=_options, fixed=_fixed)
 
 
 def available_losses() -> list[str]:
     """Names accepted by :func:`build_loss`, sorted."""
-    return sorted(_REGISTRY)
+    return LOSSES.names()
 
 
 def loss_options(name: str) -> list[str]:
     """Sorted option names :func:`build_loss` accepts for ``name``, the shared ones included.
 
     Raises:
-        ValueError: unknown ``name``.
+        InputError: unknown ``name``.
     """
-    return sorted({**_lookup(name).options, **_SHARED})
+    return LOSSES.option_names(name)
 
 
 def loss_description(name: str) -> str:
-    """One-line description of a registered loss (for CLI help). Raises ValueError for unknown names."""
-    return _lookup(name).description
+    """One-line description of a registered loss (for CLI help). Raises InputError for unknown names."""
+    return LOSSES.entry(name).description
 
 
-def _lookup(name: str) -> _Entry:
-    key = name.strip().lower() if isinstance(name, str) else name
-    if key not in _REGISTRY:
-        raise ValueError(f"unknown loss {name!r}; choose one of: {', '.join(available_losses())}")
-    return _REGISTRY[key]
+def loss_label(name: str, options: Mapping[str, Any] | None = None) -> str:
+    """The paper's display name of a loss with its options, for legends and tables.
+
+    ``("ce", {})`` -> ``"CE"``, ``("focal", {"gamma": 2})`` -> ``"FL-2"``, ``("fl3", {})`` -> ``"FL-3"``,
+    ``("flsd53", {})`` -> ``"FLSD-53"``, ``("ls", {"smoothing": 0.1})`` -> ``"LS-0.1"``; options at their
+    default are not shown, other options are appended. Options that only change how the loss is reduced or
+    checked (``reduction``, ``validate``) are left out; an unknown name is shown with its options.
+
+    >>> loss_label("focal", {"gamma": 2, "reduction": "sum"}), loss_label("mmce_weighted", {"lam": 2})
+    ('FL-2', 'MMCE')
+    >>> loss_label("mmce_weighted", {"lam": 4})
+    'MMCE (λ=4)'
+    """
+    opts = {k: v for k, v in (options or {}).items() if k not in ("reduction", "validate")}
+    return LOSSES.label(name, opts)
 
 
 def build_loss(name: str, *, num_classes: int, **options: Any) -> CalibrationLoss:
@@ -229,25 +240,15 @@ def build_loss(name: str, *, num_classes: int, **options: Any) -> CalibrationLos
         A :class:`~focalcal.losses.base.CalibrationLoss` (an ``nn.Module``; move it with ``.to(device)``).
 
     Raises:
-        ValueError: unknown name (lists the available ones), unknown option (lists the valid ones), an
+        InputError: unknown name (lists the available ones), unknown option (lists the valid ones), an
             option value that cannot be converted, or a value the loss rejects (e.g. negative gamma,
             smoothing outside [0, 1)).
+
+    >>> import torch
+    >>> loss = build_loss("flsd53", num_classes=3)
+    >>> round(float(loss(torch.tensor([[2.0, 0.0, 0.0]]), torch.tensor([0]))), 4)
+    0.0049
     """
-    entry = _lookup(name)
-    valid = {**entry.options, **_SHARED}
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise ValueError(
-            f"unknown option(s) {', '.join(unknown)} for loss {name!r}; "
-            f"valid options: {', '.join(sorted(valid))}"
-        )
-    kwargs: dict[str, Any] = dict(entry.fixed)
-    for key, value in options.items():
-        if value is None and key == "alpha":
-            kwargs[key] = None
-            continue
-        try:
-            kwargs[key] = valid[key](value)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"option {key}={value!r} of loss {name!r} is invalid: {exc}") from exc
-    return entry.factory(num_classes, **kwargs)
+    if options.get("alpha", 0) is None:
+        options = {k: v for k, v in options.items() if k != "alpha"}
+    return LOSSES.build(name, num_classes, **options)

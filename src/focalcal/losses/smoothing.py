@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..errors import InputError
 from .base import CalibrationLoss, true_class_log_prob
 
 __all__ = ["LabelSmoothingLoss", "MarginLabelSmoothingLoss"]
@@ -14,9 +15,9 @@ def _nonnegative(value: object, what: str) -> float:
     try:
         out = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{what} must be a number, got {value!r}") from exc
+        raise InputError(f"{what} must be a number, got {value!r}") from exc
     if not 0.0 <= out < float("inf"):
-        raise ValueError(f"{what} must be a finite number >= 0, got {value!r}")
+        raise InputError(f"{what} must be a finite number >= 0, got {value!r}")
     return out
 
 
@@ -52,9 +53,9 @@ class LabelSmoothingLoss(CalibrationLoss):
         super().__init__(num_classes, **kwargs)
         eps = _nonnegative(smoothing, "smoothing")
         if not eps < 1.0:
-            raise ValueError(f"smoothing must be in [0, 1), got {smoothing!r}")
+            raise InputError(f"smoothing must be in [0, 1), got {smoothing!r}")
         if convention not in self.CONVENTIONS:
-            raise ValueError(f"convention must be one of {self.CONVENTIONS}, got {convention!r}")
+            raise InputError(f"convention must be one of {self.CONVENTIONS}, got {convention!r}")
         self.smoothing = eps
         self.convention = convention
 
@@ -104,7 +105,7 @@ class MarginLabelSmoothingLoss(CalibrationLoss):
         self.margin = _nonnegative(margin, "margin")
         self.lam = _nonnegative(lam, "lam")
         if class_reduction not in self.CLASS_REDUCTIONS:
-            raise ValueError(
+            raise InputError(
                 f"class_reduction must be one of {self.CLASS_REDUCTIONS}, got {class_reduction!r}"
             )
         self.class_reduction = class_reduction

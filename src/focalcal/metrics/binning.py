@@ -3,10 +3,12 @@
 Two binnings (Mukhoti et al. 2020, Sec. 5 "Metrics"; Nixon et al. 2019 for equal mass):
 
 * ``"equal_width"``: ``edges = torch.linspace(0, 1, n_bins + 1)`` in the confidences' dtype (float32 for
-  float32 input, as torchmetrics). Bin b holds ``edges[b] <= c < edges[b+1]``; the last bin is closed,
-  ``[edges[-2], 1]``. So a confidence of exactly 0 is in the first bin and exactly 1 in the last bin.
-  (torchmetrics uses the same half-open bins but puts a confidence of exactly 1.0 into an extra
-  ``(n_bins+1)``-th bin of its own; we keep it in the last bin, as the metric's definition says.)
+  float32 input, as torchmetrics). With ``closed="left"`` (the default) bin b holds
+  ``edges[b] <= c < edges[b+1]`` and the last bin is closed, ``[edges[-2], 1]``: a confidence of exactly 0
+  is in the first bin and exactly 1 in the last bin. (torchmetrics uses the same half-open bins but puts a
+  confidence of exactly 1.0 into an extra ``(n_bins+1)``-th bin of its own; we keep it in the last bin, as
+  the metric's definition says.) ``closed="right"`` is the paper authors' rule, ``edges[b] < c <=
+  edges[b+1]``, with the first bin closed (their code drops a confidence of exactly 0; we keep it in bin 0).
 * ``"equal_mass"``: sort the confidences; the sample of rank r (0-based) belongs to bin
   ``floor(r * n_bins / N)``, except that tied confidences all take the bin of the first of them. So bins
   hold ``N / n_bins`` samples each up to ties, ties are never split, no sample is dropped, and the result
@@ -26,9 +28,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._kernel_np import equal_width_index_np
-from ._scan import equal_width_edges, equal_width_index
-from ._validate import check_binning, check_n_bins, check_norm
+from ..errors import InputError
+from ..validation import check_binning, check_closed, check_n_bins, check_norm
+from .kernel import equal_width_edges, equal_width_index
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class BinStats:
         mean_confidence: ``[n_bins]`` float64, mean top-label confidence per bin (0 where empty).
         accuracy: ``[n_bins]`` float64, fraction correct per bin (0 where empty).
         binning: ``"equal_width"`` or ``"equal_mass"``.
+        closed: equal-width bin rule, ``"left"`` ``[lo, hi)`` or ``"right"`` ``(lo, hi]``.
     """
 
     edges: np.ndarray
@@ -51,6 +54,7 @@ class BinStats:
     mean_confidence: np.ndarray
     accuracy: np.ndarray
     binning: str = "equal_width"
+    closed: str = "left"
 
     @property
     def n_bins(self) -> int:
@@ -96,6 +100,7 @@ class BinStats:
         """JSON-able dict of plain lists."""
         return {
             "binning": self.binning,
+            "closed": self.closed,
             "edges": self.edges.tolist(),
             "counts": self.counts.tolist(),
             "mean_confidence": self.mean_confidence.tolist(),
@@ -108,15 +113,10 @@ def equal_mass_thresholds(conf: Tensor, n_bins: int) -> Tensor:
     dim) at ranks ``r_b = ceil(b N / n_bins)``, b = 1 .. n_bins - 1.
 
     A confidence v has ``first_rank(v) = #{u < v} >= r_b`` exactly when ``v > tau_b`` (see
-    :func:`equal_mass_index`). On CPU a 1-D input uses ``numpy.partition`` (selection, O(N)) instead of a
-    full sort.
+    :func:`equal_mass_index`).
     """
     n = conf.shape[-1]
     kth = [-(-b * n // n_bins) - 1 for b in range(1, n_bins)]
-    if conf.ndim == 1 and conf.device.type == "cpu":
-        a = conf.detach().numpy()
-        part = np.partition(a, sorted(set(kth)))
-        return torch.from_numpy(np.ascontiguousarray(part[kth]))
     srt = torch.sort(conf, dim=-1).values
     return srt[..., kth].contiguous()
 
@@ -137,7 +137,9 @@ def equal_mass_index(conf: Tensor, n_bins: int) -> Tensor:
     return torch.searchsorted(tau, conf.contiguous(), right=False)
 
 
-def bin_sums(conf: Tensor, correct: Tensor, n_bins: int, binning: str) -> tuple[Tensor | None, Tensor, Tensor, Tensor]:
+def bin_sums(
+    conf: Tensor, correct: Tensor, n_bins: int, binning: str, closed: str = "left"
+) -> tuple[Tensor | None, Tensor, Tensor, Tensor]:
     """Per-bin sums of confidences ``conf [..., N]`` and correctness ``correct [..., N]`` (bool or 0/1).
 
     Leading dims are a batch (e.g. bootstrap resamples or temperatures), binned independently.
@@ -146,12 +148,10 @@ def bin_sums(conf: Tensor, correct: Tensor, n_bins: int, binning: str) -> tuple[
         ``(edges, counts, sum_conf, sum_correct)``: ``edges [n_bins+1]`` float64 (None for batched
         equal-mass input), ``counts [..., n_bins]`` int64, the sums ``[..., n_bins]`` float64.
     """
-    if conf.ndim == 1 and conf.device.type == "cpu":
-        return _bin_sums_np(conf, correct, n_bins, binning)
     batch = conf.shape[:-1]
     if binning == "equal_width":
         edges = equal_width_edges(n_bins, conf.dtype, conf.device)
-        idx = equal_width_index(conf, edges)
+        idx = equal_width_index(conf, edges, closed)
         edges = edges.double()
     else:
         idx = equal_mass_index(conf, n_bins)
@@ -164,9 +164,10 @@ def bin_sums(conf: Tensor, correct: Tensor, n_bins: int, binning: str) -> tuple[
         offsets = torch.arange(n_rows, device=conf.device).view(*batch, 1) * n_bins
         flat = (idx + offsets).reshape(-1)
         nb_total = n_rows * n_bins
-    counts = torch.bincount(flat, minlength=nb_total).view(*batch, n_bins)
-    sum_conf = torch.bincount(flat, weights=conf64.reshape(-1), minlength=nb_total).view(*batch, n_bins)
-    sum_acc = torch.bincount(flat, weights=correct.double().reshape(-1), minlength=nb_total).view(*batch, n_bins)
+    counts = torch.bincount(flat.reshape(-1), minlength=nb_total).view(*batch, n_bins)
+    sum_conf = torch.bincount(flat.reshape(-1), weights=conf64.reshape(-1), minlength=nb_total).view(*batch, n_bins)
+    sum_acc = torch.bincount(flat.reshape(-1), weights=correct.double().reshape(-1), minlength=nb_total)
+    sum_acc = sum_acc.view(*batch, n_bins)
     if binning == "equal_mass" and not batch:
         lo = torch.full((n_bins + 1,), float("inf"), dtype=torch.float64, device=conf.device)
         lo.scatter_reduce_(0, idx, conf64, reduce="amin")
@@ -178,46 +179,30 @@ def bin_sums(conf: Tensor, correct: Tensor, n_bins: int, binning: str) -> tuple[
     return edges, counts, sum_conf, sum_acc
 
 
-def _bin_sums_np(conf: Tensor, correct: Tensor, n_bins: int, binning: str):
-    """:func:`bin_sums` for one CPU vector, in numpy (same bins; no thread-pool overhead per call)."""
-    c = conf.detach().numpy()
-    if binning == "equal_width":
-        e = equal_width_edges(n_bins, conf.dtype).numpy()
-        idx = equal_width_index_np(c, e)
-        edges = e.astype(np.float64)
-    elif n_bins == 1:
-        idx = np.zeros(c.shape[0], dtype=np.int64)
-    else:
-        idx = np.searchsorted(equal_mass_thresholds(conf, n_bins).numpy(), c, side="left")  # #{tau < v}
-    c64 = c.astype(np.float64)
-    counts = np.bincount(idx, minlength=n_bins)
-    sum_conf = np.bincount(idx, weights=c64, minlength=n_bins)
-    sum_acc = np.bincount(idx, weights=correct.detach().numpy().astype(np.float64), minlength=n_bins)
-    if binning == "equal_mass":
-        lo = np.full(n_bins + 1, np.inf)
-        np.minimum.at(lo, idx, c64)
-        lo[0], lo[n_bins] = 0.0, 1.0
-        np.minimum(lo, 1.0, out=lo)
-        edges = np.minimum.accumulate(lo[::-1])[::-1].copy()  # empty bins take the next bin's lower edge
-    return (torch.from_numpy(edges), torch.from_numpy(counts.astype(np.int64)), torch.from_numpy(sum_conf),
-            torch.from_numpy(sum_acc))
-
-
 def batched_calibration_error(
-    conf: Tensor, correct: Tensor, n_bins: int, binning: str = "equal_width", norm: str = "l1", *, debias: bool = False
+    conf: Tensor,
+    correct: Tensor,
+    n_bins: int,
+    binning: str = "equal_width",
+    norm: str = "l1",
+    *,
+    debias: bool = False,
+    closed: str = "left",
 ) -> Tensor:
     """Calibration error of each row of ``conf [B, N]`` / ``correct [B, N]`` -> ``[B]`` float64.
 
     The same binning and :func:`binned_error` as :class:`BinStats`, for many samples at once.
     """
-    _, counts, sum_conf, sum_acc = bin_sums(conf, correct, n_bins, binning)
+    _, counts, sum_conf, sum_acc = bin_sums(conf, correct, n_bins, binning, closed)
     denom = counts.clamp(min=1).double()
     return binned_error(counts, sum_conf / denom, sum_acc / denom, norm, debias=debias)
 
 
-def bin_stats(conf: Tensor, correct: Tensor, n_bins: int, binning: str = "equal_width") -> BinStats:
+def bin_stats(
+    conf: Tensor, correct: Tensor, n_bins: int, binning: str = "equal_width", closed: str = "left"
+) -> BinStats:
     """:class:`BinStats` of top-label confidences ``conf [N]`` and correctness ``correct [N]`` (bool)."""
-    edges, counts, sum_conf, sum_acc = bin_sums(conf, correct, n_bins, binning)
+    edges, counts, sum_conf, sum_acc = bin_sums(conf, correct, n_bins, binning, closed)
     denom = counts.clamp(min=1).double()
     return BinStats(
         edges=edges.cpu().numpy(),
@@ -225,6 +210,7 @@ def bin_stats(conf: Tensor, correct: Tensor, n_bins: int, binning: str = "equal_
         mean_confidence=(sum_conf / denom).cpu().numpy(),
         accuracy=(sum_acc / denom).cpu().numpy(),
         binning=binning,
+        closed=closed,
     )
 
 
@@ -239,7 +225,7 @@ def binned_error(counts: Tensor, mean_conf: Tensor, acc: Tensor, norm: str, *, d
     """
     check_norm(norm)
     if debias and norm != "l2":
-        raise ValueError(f"debias=True is defined for norm='l2' only; got norm={norm!r}")
+        raise InputError(f"debias=True is defined for norm='l2' only; got norm={norm!r}")
     counts = counts.double()
     gap = (acc.double() - mean_conf.double()).abs()
     w = counts / counts.sum(-1, keepdim=True).clamp(min=1)
@@ -262,6 +248,7 @@ def reliability_bins(
     labels,
     n_bins: int = 15,
     binning: str = "equal_width",
+    closed: str = "left",
 ) -> BinStats:
     """Per-bin statistics of the top-label confidence (reliability diagram data).
 
@@ -272,6 +259,7 @@ def reliability_bins(
         n_bins: number of bins (>= 1); the paper uses 15.
         binning: ``"equal_width"`` (ECE, MCE) or ``"equal_mass"`` (AdaECE); see the module doc for the
             exact bin rules.
+        closed: equal-width bin rule, ``"left"`` ``[lo, hi)`` (default) or ``"right"`` ``(lo, hi]``.
 
     Returns:
         :class:`BinStats` (numpy arrays; fractions).
@@ -280,9 +268,10 @@ def reliability_bins(
         ValueError: on bad shapes, labels outside ``[0, K)``, NaN/inf, un-normalised or negative probs,
             ``n_bins < 1``, empty input, or both/neither of ``logits``/``probs``.
     """
-    from ._scan import scan
+    from .kernel import scan
 
     n_bins = check_n_bins(n_bins)
     check_binning(binning)
+    check_closed(closed)
     sc = scan(logits=logits, probs=probs, labels=labels)
-    return bin_stats(sc.confidence, sc.correct, n_bins, binning)
+    return bin_stats(sc.confidence, sc.correct, n_bins, binning, closed)

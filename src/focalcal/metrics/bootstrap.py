@@ -20,10 +20,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..errors import InputError
+from ..validation import check_binning, check_closed, check_labels, check_n_bins, check_norm, pick_scores, work_dtype
 from . import calibration as C
-from ._scan import equal_width_edges, equal_width_index, scan_tensor
-from ._validate import check_binning, check_labels, check_n_bins, check_norm, pick_scores, work_dtype
 from .binning import batched_calibration_error
+from .kernel import equal_width_edges, equal_width_index, scan_tensor
 
 #: Upper bound on ``resamples x N`` index elements materialised at once (64 MiB of int64).
 CHUNK_ELEMENTS = 1 << 23
@@ -81,26 +82,27 @@ class _Data:
             self._probs = torch.softmax(s, 1, dtype=work_dtype(s)) if self.from_logits else s.to(work_dtype(s))
         return self._probs
 
-    def classwise_parts(self, n_bins: int) -> tuple[Tensor, Tensor]:
+    def classwise_parts(self, n_bins: int, closed: str = "left") -> tuple[Tensor, Tensor]:
         """``(sparse [2 K n, N], probs [N, K])``: rows ``[0, Kn)`` hold ``p_ik`` at (k, bin) for the entries
-        ``p_ik >= edges[1]``; rows ``[Kn, 2Kn)`` hold 1 at (y_i, bin of p_{i y_i})."""
-        if n_bins not in self._cw:
+        outside the first bin; rows ``[Kn, 2Kn)`` hold 1 at (y_i, bin of p_{i y_i})."""
+        if (n_bins, closed) not in self._cw:
             p = self.probs
             k, n = self.k, self.n
             edges = equal_width_edges(n_bins, p.dtype, p.device)
-            r, c = (p >= edges[1]).nonzero(as_tuple=True)
+            outside = p > edges[1] if closed == "right" else p >= edges[1]
+            r, c = outside.nonzero(as_tuple=True)
             v = p[r, c]
-            row_hi = c * n_bins + equal_width_index(v, edges)
+            row_hi = c * n_bins + equal_width_index(v, edges, closed)
             py = p.gather(1, self.y[:, None]).squeeze(1)
-            row_y = k * n_bins + self.y * n_bins + equal_width_index(py, edges)
+            row_y = k * n_bins + self.y * n_bins + equal_width_index(py, edges, closed)
             rows = torch.cat([row_hi, row_y])
             cols = torch.cat([r, torch.arange(n, device=p.device)])
             vals = torch.cat([v.double(), torch.ones(n, dtype=torch.float64, device=p.device)])
             mat = torch.sparse_coo_tensor(
                 torch.stack([rows, cols]), vals, (2 * k * n_bins, n), check_invariants=False
             ).coalesce()
-            self._cw[n_bins] = (mat, p)
-        return self._cw[n_bins]
+            self._cw[(n_bins, closed)] = (mat, p)
+        return self._cw[(n_bins, closed)]
 
 
 def _multiplicities(idx: Tensor, n: int) -> Tensor:
@@ -110,8 +112,8 @@ def _multiplicities(idx: Tensor, n: int) -> Tensor:
     return torch.bincount(flat, minlength=b * n).view(b, n).double()
 
 
-def _classwise_batch(d: _Data, idx: Tensor, n_bins: int) -> Tensor:
-    mat, p = d.classwise_parts(n_bins)
+def _classwise_batch(d: _Data, idx: Tensor, n_bins: int, closed: str = "left") -> Tensor:
+    mat, p = d.classwise_parts(n_bins, closed)
     k = d.k
     w = _multiplicities(idx, d.n)  # [B, N]
     parts = torch.sparse.mm(mat, w.T).T  # [B, 2 K n]
@@ -124,21 +126,29 @@ def _classwise_batch(d: _Data, idx: Tensor, n_bins: int) -> Tensor:
 
 
 def _calibration_error_batch(
-    d: _Data, idx: Tensor, n_bins: int = 15, binning: str = "equal_width", norm: str = "l1", debias: bool = False
+    d: _Data,
+    idx: Tensor,
+    n_bins: int = 15,
+    binning: str = "equal_width",
+    norm: str = "l1",
+    debias: bool = False,
+    closed: str = "left",
 ) -> Tensor:
-    return batched_calibration_error(d.conf[idx], d.correct[idx], n_bins, binning, norm, debias=debias)
+    return batched_calibration_error(d.conf[idx], d.correct[idx], n_bins, binning, norm, debias=debias, closed=closed)
 
 
-def _ece_batch(d: _Data, idx: Tensor, n_bins: int = 15, norm: str = "l1") -> Tensor:
-    return batched_calibration_error(d.conf[idx], d.correct[idx], n_bins, "equal_width", norm)
+def _ece_batch(d: _Data, idx: Tensor, n_bins: int = 15, norm: str = "l1", closed: str = "left") -> Tensor:
+    return batched_calibration_error(d.conf[idx], d.correct[idx], n_bins, "equal_width", norm, closed=closed)
 
 
 def _adaece_batch(d: _Data, idx: Tensor, n_bins: int = 15, norm: str = "l1") -> Tensor:
     return batched_calibration_error(d.conf[idx], d.correct[idx], n_bins, "equal_mass", norm)
 
 
-def _mce_batch(d: _Data, idx: Tensor, n_bins: int = 15, binning: str = "equal_width") -> Tensor:
-    return batched_calibration_error(d.conf[idx], d.correct[idx], n_bins, binning, "max")
+def _mce_batch(
+    d: _Data, idx: Tensor, n_bins: int = 15, binning: str = "equal_width", closed: str = "left"
+) -> Tensor:
+    return batched_calibration_error(d.conf[idx], d.correct[idx], n_bins, binning, "max", closed=closed)
 
 
 _BATCHED: dict[Callable, Callable] = {
@@ -146,7 +156,7 @@ _BATCHED: dict[Callable, Callable] = {
     C.adaptive_ece: _adaece_batch,
     C.mce: _mce_batch,
     C.calibration_error: _calibration_error_batch,
-    C.classwise_ece: lambda d, idx, n_bins=15: _classwise_batch(d, idx, n_bins),
+    C.classwise_ece: lambda d, idx, n_bins=15, closed="left": _classwise_batch(d, idx, n_bins, closed),
     C.nll: lambda d, idx: d.nll[idx].mean(1),
     C.brier_score: lambda d, idx: d.brier[idx].mean(1),
     C.error_rate: lambda d, idx: 1.0 - d.correct[idx].double().mean(1),
@@ -162,6 +172,8 @@ def _check_kwargs(kwargs: dict[str, Any]) -> None:
         check_norm(kwargs["norm"])
     if "binning" in kwargs:
         check_binning(kwargs["binning"])
+    if "closed" in kwargs:
+        check_closed(kwargs["closed"])
 
 
 def _result(estimate: float, samples: Tensor, n_boot: int, alpha: float, seed: int) -> BootstrapResult:
@@ -214,12 +226,12 @@ def bootstrap_ci(
     """
     if isinstance(metric_fn, str):
         if metric_fn not in _BY_NAME:
-            raise ValueError(f"unknown metric {metric_fn!r}; known: {', '.join(sorted(_BY_NAME))}")
+            raise InputError(f"unknown metric {metric_fn!r}; known: {', '.join(sorted(_BY_NAME))}")
         metric_fn = _BY_NAME[metric_fn]
     if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
-        raise ValueError(f"n_boot must be an integer >= 1; got {n_boot!r}")
+        raise InputError(f"n_boot must be an integer >= 1; got {n_boot!r}")
     if not (0 < alpha < 1):
-        raise ValueError(f"alpha must lie in (0, 1), e.g. 0.05 for a 95% interval; got {alpha!r}")
+        raise InputError(f"alpha must lie in (0, 1), e.g. 0.05 for a 95% interval; got {alpha!r}")
     scores, from_logits = pick_scores(logits, probs)
     y = check_labels(labels, scores.shape[0], scores.shape[1], scores.device)
     kw = dict(metric_kwargs)
@@ -236,14 +248,14 @@ def bootstrap_ci(
             yield torch.randint(0, d.n, (b, d.n), generator=gen).to(scores.device)
 
     if metric_fn is C.calibration_summary:
-        n_bins = kw.get("n_bins", 15)
+        n_bins, closed = kw.get("n_bins", 15), kw.get("closed", "left")
         fns = {
             "error": lambda idx: _BATCHED[C.error_rate](d, idx),
             "nll": lambda idx: _BATCHED[C.nll](d, idx),
-            "ece": lambda idx: _ece_batch(d, idx, n_bins),
+            "ece": lambda idx: _ece_batch(d, idx, n_bins, closed=closed),
             "adaptive_ece": lambda idx: _adaece_batch(d, idx, n_bins),
-            "classwise_ece": lambda idx: _classwise_batch(d, idx, n_bins),
-            "mce": lambda idx: _mce_batch(d, idx, n_bins),
+            "classwise_ece": lambda idx: _classwise_batch(d, idx, n_bins, closed),
+            "mce": lambda idx: _mce_batch(d, idx, n_bins, closed=closed),
             "brier": lambda idx: _BATCHED[C.brier_score](d, idx),
         }
         out: dict[str, list[Tensor]] = {key: [] for key in fns}
@@ -266,5 +278,5 @@ def bootstrap_ci(
                 vals.append(float(metric_fn(probs=p[row], labels=y[row], **kw)))
         samples = torch.tensor(vals, dtype=torch.float64)
     if not math.isfinite(float(samples.sum())):
-        raise ValueError("the metric returned non-finite values on some resamples")
+        raise InputError("the metric returned non-finite values on some resamples")
     return _result(estimate, samples, n_boot, alpha, seed)

@@ -11,17 +11,25 @@ non-negative with rows summing to 1 within ``PROB_SUM_ATOL = 1e-3``.
 Errors: ``ValueError`` naming the problem for shape mismatch, labels outside ``[0, K)``, NaN/inf,
 un-normalised or negative probabilities, ``n_bins < 1``, empty input, both or neither of logits/probs.
 
-Bin rules: see :mod:`focalcal.metrics.binning` (equal-width bins ``[lo, hi)`` with the last one closed;
-equal-mass bins that never split ties).
+Bin rules: see :mod:`focalcal.metrics.binning`: equal-width bins ``[lo, hi)`` with the last one closed
+(``closed="left"``, the default, as torchmetrics) or ``(lo, hi]`` with the first one closed
+(``closed="right"``, as the paper authors' code); equal-mass bins that never split ties.
+
+>>> import torch
+>>> logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [3.0, 0.0], [0.5, 0.0]])
+>>> labels = torch.tensor([0, 1, 1, 0])
+>>> round(ece(logits=logits, labels=labels, n_bins=15), 4), round(nll(logits=logits, labels=labels), 4)
+(0.3075, 1.1033)
 """
 
 from __future__ import annotations
 
 import torch
 
-from ._scan import scan
-from ._validate import check_binning, check_n_bins, check_norm
+from ..errors import InputError
+from ..validation import check_binning, check_closed, check_n_bins, check_norm
 from .binning import bin_stats
+from .kernel import scan
 
 #: Keys of :func:`calibration_summary`, in report order.
 SUMMARY_KEYS = ("error", "nll", "ece", "adaptive_ece", "classwise_ece", "mce", "brier")
@@ -36,6 +44,7 @@ def calibration_error(
     binning: str = "equal_width",
     norm: str = "l1",
     debias: bool = False,
+    closed: str = "left",
 ) -> float:
     """Top-label binned calibration error (the general form of ECE, AdaECE, MCE and RMS-CE).
 
@@ -48,6 +57,7 @@ def calibration_error(
         norm: ``"l1"`` (expected calibration error), ``"l2"`` (root-mean-square calibration error) or
             ``"max"`` (maximum calibration error over non-empty bins).
         debias: with ``norm="l2"``, the debiased estimator of Kumar, Liang & Ma (NeurIPS 2019).
+        closed: equal-width bin rule, ``"left"`` or ``"right"`` (see the module doc).
 
     Returns:
         The calibration error as a fraction in [0, 1].
@@ -55,19 +65,20 @@ def calibration_error(
     n_bins = check_n_bins(n_bins)
     check_binning(binning)
     check_norm(norm)
+    check_closed(closed)
     if debias and norm != "l2":
-        raise ValueError(f"debias=True is defined for norm='l2' only; got norm={norm!r}")
+        raise InputError(f"debias=True is defined for norm='l2' only; got norm={norm!r}")
     sc = scan(logits=logits, probs=probs, labels=labels)
-    return bin_stats(sc.confidence, sc.correct, n_bins, binning).calibration_error(norm, debias=debias)
+    return bin_stats(sc.confidence, sc.correct, n_bins, binning, closed).calibration_error(norm, debias=debias)
 
 
-def ece(*, logits=None, probs=None, labels, n_bins: int = 15, norm: str = "l1") -> float:
+def ece(*, logits=None, probs=None, labels, n_bins: int = 15, norm: str = "l1", closed: str = "left") -> float:
     """Expected calibration error (Naeini et al. 2015; Guo et al. 2017), as in Mukhoti et al. Sec. 5.
 
     ``ECE = sum_b |acc_b - conf_b| * count_b / N`` over ``n_bins`` equal-width bins of the top-label
     confidence. ``norm="l2"`` gives the RMS variant, ``norm="max"`` the MCE. Fraction in [0, 1].
     """
-    return calibration_error(logits=logits, probs=probs, labels=labels, n_bins=n_bins, norm=norm)
+    return calibration_error(logits=logits, probs=probs, labels=labels, n_bins=n_bins, norm=norm, closed=closed)
 
 
 def adaptive_ece(*, logits=None, probs=None, labels, n_bins: int = 15, norm: str = "l1") -> float:
@@ -80,10 +91,12 @@ def adaptive_ece(*, logits=None, probs=None, labels, n_bins: int = 15, norm: str
     )
 
 
-def mce(*, logits=None, probs=None, labels, n_bins: int = 15, binning: str = "equal_width") -> float:
+def mce(
+    *, logits=None, probs=None, labels, n_bins: int = 15, binning: str = "equal_width", closed: str = "left"
+) -> float:
     """Maximum calibration error (Naeini et al. 2015): the largest ``|acc_b - conf_b|`` over non-empty bins."""
     return calibration_error(
-        logits=logits, probs=probs, labels=labels, n_bins=n_bins, binning=binning, norm="max"
+        logits=logits, probs=probs, labels=labels, n_bins=n_bins, binning=binning, norm="max", closed=closed
     )
 
 
@@ -92,7 +105,7 @@ def _classwise_from_diff(diff: torch.Tensor, n: int) -> float:
     return float(diff.abs().sum() / (n * k))
 
 
-def classwise_ece(*, logits=None, probs=None, labels, n_bins: int = 15) -> float:
+def classwise_ece(*, logits=None, probs=None, labels, n_bins: int = 15, closed: str = "left") -> float:
     """Classwise ECE (Kull et al. 2019; Mukhoti et al. 2020 Sec. 5).
 
     For each class k, the equal-width binned calibration error of ``p_k`` against ``1[y = k]``:
@@ -101,7 +114,7 @@ def classwise_ece(*, logits=None, probs=None, labels, n_bins: int = 15) -> float
     Fraction in [0, 1].
     """
     n_bins = check_n_bins(n_bins)
-    sc = scan(logits=logits, probs=probs, labels=labels, classwise_bins=n_bins)
+    sc = scan(logits=logits, probs=probs, labels=labels, classwise_bins=n_bins, closed=check_closed(closed))
     return _classwise_from_diff(sc.classwise_diff, sc.confidence.shape[0])
 
 
@@ -133,7 +146,9 @@ def accuracy(*, logits=None, probs=None, labels) -> float:
     return 1.0 - error_rate(logits=logits, probs=probs, labels=labels)
 
 
-def calibration_summary(*, logits=None, probs=None, labels, n_bins: int = 15) -> dict[str, float]:
+def calibration_summary(
+    *, logits=None, probs=None, labels, n_bins: int = 15, closed: str = "left"
+) -> dict[str, float]:
     """All of the paper's metrics in one pass: softmax is computed once and shared.
 
     Args:
@@ -141,6 +156,7 @@ def calibration_summary(*, logits=None, probs=None, labels, n_bins: int = 15) ->
         probs: ``[N, K]`` probabilities (exactly one of the two).
         labels: ``[N]`` int class indices in ``[0, K)``.
         n_bins: bins for ECE, AdaECE, classwise-ECE and MCE (paper: 15).
+        closed: equal-width bin rule (ECE, classwise-ECE, MCE), ``"left"`` or ``"right"``.
 
     Returns:
         ``{"error", "nll", "ece", "adaptive_ece", "classwise_ece", "mce", "brier"}`` as Python floats:
@@ -150,9 +166,12 @@ def calibration_summary(*, logits=None, probs=None, labels, n_bins: int = 15) ->
         ValueError: see the module doc.
     """
     n_bins = check_n_bins(n_bins)
-    sc = scan(logits=logits, probs=probs, labels=labels, need_nll=True, need_brier=True, classwise_bins=n_bins)
+    sc = scan(
+        logits=logits, probs=probs, labels=labels, need_nll=True, need_brier=True, classwise_bins=n_bins,
+        closed=check_closed(closed),
+    )
     n = sc.confidence.shape[0]
-    width = bin_stats(sc.confidence, sc.correct, n_bins, "equal_width")
+    width = bin_stats(sc.confidence, sc.correct, n_bins, "equal_width", closed)
     mass = bin_stats(sc.confidence, sc.correct, n_bins, "equal_mass")
     return {
         "error": 1.0 - float(sc.correct.double().mean()),

@@ -29,6 +29,9 @@ import numpy as np
 import torch
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
+from ..errors import InputError
+from ..validation import check_logits
+
 SCORES = ("entropy", "msp", "energy")
 DETECTION_KEYS = ("auroc", "aupr_in", "aupr_out", "fpr_at_95_tpr")
 #: The TPR (fraction of OOD inputs flagged) at which ``fpr_at_95_tpr`` is read.
@@ -36,18 +39,8 @@ TPR_LEVEL = 0.95
 
 
 def _checked(logits: Any) -> torch.Tensor:
-    """``logits`` as a checked float64 ``[N, K]`` tensor."""
-    x = logits.detach() if isinstance(logits, torch.Tensor) else torch.as_tensor(np.asarray(logits))
-    if x.ndim != 2 or x.shape[1] < 1:
-        raise ValueError(f"logits must have shape [N, K]; got {tuple(x.shape)}")
-    if not (x.is_floating_point() or x.dtype in (torch.int32, torch.int64)):
-        raise ValueError(f"logits must be a floating-point array; got dtype {x.dtype}")
-    x = x.to(device="cpu", dtype=torch.float64)
-    if torch.isnan(x).any() or torch.isposinf(x).any():
-        raise ValueError("logits contain NaN or +inf; scores are undefined for such rows")
-    if x.shape[0] and torch.isneginf(x).all(dim=1).any():
-        raise ValueError("a row of logits is entirely -inf; at least one class needs a finite logit")
-    return x
+    """``logits`` as a checked float64 ``[N, K]`` CPU tensor (``-inf`` entries allowed: masked classes)."""
+    return check_logits(logits, allow_neg_inf=True).to(device="cpu", dtype=torch.float64)
 
 
 def _log_probs(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,7 +91,7 @@ def energy_score(logits: Any, temperature: float = 1.0) -> np.ndarray:
         ValueError: as :func:`entropy_score`, or ``temperature <= 0``.
     """
     if not temperature > 0:
-        raise ValueError(f"energy temperature must be > 0; got {temperature}")
+        raise InputError(f"energy temperature must be > 0; got {temperature}")
     x = _checked(logits)
     return (-temperature * torch.logsumexp(x / temperature, dim=1)).numpy()
 
@@ -114,7 +107,7 @@ def ood_scores(logits: Any, scores: Sequence[str] = SCORES) -> dict[str, np.ndar
     """
     unknown = [s for s in scores if s not in _SCORE_FUNCS]
     if unknown:
-        raise ValueError(f"unknown OOD score(s) {unknown}; choose from {', '.join(SCORES)}")
+        raise InputError(f"unknown OOD score(s) {unknown}; choose from {', '.join(SCORES)}")
     return {s: _SCORE_FUNCS[s](logits) for s in scores}
 
 
@@ -122,17 +115,17 @@ def _check_detection_input(scores: Any, is_ood: Any) -> tuple[np.ndarray, np.nda
     s = np.asarray(scores.detach().cpu() if isinstance(scores, torch.Tensor) else scores, dtype=np.float64)
     y = np.asarray(is_ood.detach().cpu() if isinstance(is_ood, torch.Tensor) else is_ood)
     if s.ndim != 1 or y.shape != s.shape:
-        raise ValueError(f"scores and is_ood must be 1-D of equal length; got {s.shape} and {y.shape}")
+        raise InputError(f"scores and is_ood must be 1-D of equal length; got {s.shape} and {y.shape}")
     if not np.isfinite(s).all():
-        raise ValueError("OOD scores contain NaN or inf")
+        raise InputError("OOD scores contain NaN or inf")
     if y.dtype != bool:
         if not np.isin(y, (0, 1)).all():
-            raise ValueError("is_ood must be boolean (or 0/1): True marks an out-of-distribution input")
+            raise InputError("is_ood must be boolean (or 0/1): True marks an out-of-distribution input")
         y = y.astype(bool)
     n_ood = int(y.sum())
     if n_ood == 0 or n_ood == y.size:
         present = "only OOD" if n_ood else "only in-distribution"
-        raise ValueError(
+        raise InputError(
             f"OOD detection needs both in-distribution and OOD inputs; got {present} ({y.size} inputs). "
             "AUROC/AUPR/FPR are undefined with one class"
         )

@@ -25,7 +25,8 @@ import math
 import torch
 from torch import Tensor
 
-from ._scan import scan
+from ..errors import InputError
+from .kernel import scan
 
 SIGMA_MIN = 1e-4
 
@@ -92,7 +93,7 @@ def smooth_ece_from_confidences(
     r = y.detach().double().cpu() - f
     if sigma is not None:
         if not (sigma > 0):
-            raise ValueError(f"sigma must be > 0; got {sigma!r}")
+            raise InputError(f"sigma must be > 0; got {sigma!r}")
         return smooth_ece_at(f, r, float(sigma), exact=exact), float(sigma)
 
     def gap(s: float) -> float:

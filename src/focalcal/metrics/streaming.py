@@ -21,9 +21,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._scan import scan_tensor
-from ._validate import check_labels, check_n_bins, pick_scores
+from ..errors import InputError
+from ..validation import check_labels, check_n_bins, pick_scores
 from .binning import BinStats, bin_stats, bin_sums
+from .kernel import scan_tensor
 
 
 class CalibrationAccumulator:
@@ -46,7 +47,7 @@ class CalibrationAccumulator:
     def __init__(self, n_bins: int = 15, num_classes: int | None = None, *, store_confidences: bool = True):
         self.n_bins = check_n_bins(n_bins)
         if num_classes is not None and (isinstance(num_classes, bool) or int(num_classes) < 2):
-            raise ValueError(f"num_classes must be an integer >= 2; got {num_classes!r}")
+            raise InputError(f"num_classes must be an integer >= 2; got {num_classes!r}")
         self.num_classes = None if num_classes is None else int(num_classes)
         self.store_confidences = bool(store_confidences)
         self.reset()
@@ -74,7 +75,7 @@ class CalibrationAccumulator:
         if self.num_classes is None:
             self.num_classes = k
         elif k != self.num_classes:
-            raise ValueError(f"batch has {k} classes but the accumulator has num_classes={self.num_classes}")
+            raise InputError(f"batch has {k} classes but the accumulator has num_classes={self.num_classes}")
         y = check_labels(labels, b, k, scores.device)
         sc = scan_tensor(scores, y, from_logits=from_logits, need_nll=True, need_brier=True,
                          classwise_bins=self.n_bins)
@@ -131,7 +132,7 @@ class CalibrationAccumulator:
             out._correct = [torch.cat(self._correct)] if self._correct else []
             return out
         if self.num_classes is None:
-            raise ValueError("cannot sync an accumulator whose num_classes is unknown: pass num_classes=")
+            raise InputError("cannot sync an accumulator whose num_classes is unknown: pass num_classes=")
         dev = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
         flat = self._packed().to(dev)
         dist.all_reduce(flat)
@@ -161,16 +162,16 @@ class CalibrationAccumulator:
         """:class:`BinStats` of everything seen (equal-mass needs ``store_confidences``)."""
         st = self.sync() if sync else self
         if st.n_samples == 0:
-            raise ValueError("no samples accumulated yet: call update() first")
+            raise InputError("no samples accumulated yet: call update() first")
         if binning == "equal_width":
             denom = st._counts.clamp(min=1).double()
             edges = torch.linspace(0, 1, self.n_bins + 1, dtype=st._conf_dtype or torch.float32).double()
             return BinStats(edges.numpy(), st._counts.numpy(), (st._sum_conf / denom).numpy(),
                             (st._sum_acc / denom).numpy(), "equal_width")
         if binning != "equal_mass":
-            raise ValueError(f"binning must be one of 'equal_width', 'equal_mass'; got {binning!r}")
+            raise InputError(f"binning must be one of 'equal_width', 'equal_mass'; got {binning!r}")
         if not self.store_confidences:
-            raise ValueError("equal-mass bins need store_confidences=True")
+            raise InputError("equal-mass bins need store_confidences=True")
         return bin_stats(torch.cat(st._conf), torch.cat(st._correct), self.n_bins, "equal_mass")
 
     def compute(self, *, sync: bool = True) -> dict[str, float]:
@@ -181,7 +182,7 @@ class CalibrationAccumulator:
         st = self.sync() if sync else self
         n = st.n_samples
         if n == 0:
-            raise ValueError("no samples accumulated yet: call update() first")
+            raise InputError("no samples accumulated yet: call update() first")
         width = st.reliability_bins("equal_width", sync=False)
         nll_sum, brier_sum, n_correct, _ = (float(v) for v in st._scalars)
         out: dict[str, Any] = {

@@ -6,7 +6,8 @@ Thin ResNets (``resnet20/32/56/110``): He et al., "Deep Residual Learning for Im
 
 Paper ResNets (``resnet50``, ``resnet110_paper``): the networks of Mukhoti et al.'s code, an ImageNet-style
 bottleneck ResNet with a 3x3 stem and no max-pool, 64-128-256-512 channels (x4 expansion), blocks
-[3, 4, 6, 3] and [3, 4, 26, 3] respectively (see FACTS.md: the paper's "ResNet-110" is not He et al.'s).
+[3, 4, 6, 3] and [3, 4, 26, 3] respectively (docs/PAPER.md, "Models": the paper's "ResNet-110" is not He
+et al.'s), and ``resnet50_tiny``, the Tiny-ImageNet ResNet-50 of the authors' code (2x2 final pooling).
 """
 
 from __future__ import annotations
@@ -108,9 +109,13 @@ class Bottleneck(nn.Module):
 
 
 class BottleneckResNet(nn.Module):
-    """The paper's CIFAR bottleneck ResNet: 3x3 stem, no max-pool, 64-512 channels, x4 expansion."""
+    """The paper's CIFAR bottleneck ResNet: 3x3 stem, no max-pool, 64-512 channels, x4 expansion.
 
-    def __init__(self, blocks: tuple[int, int, int, int], num_classes: int = 10):
+    ``pool``: the final average pool's output size; the paper's Tiny-ImageNet ResNet-50 pools its 8x8 maps
+    to 2x2 (a 4 x 2048 = 8192-feature classifier), the CIFAR ones to 1x1.
+    """
+
+    def __init__(self, blocks: tuple[int, int, int, int], num_classes: int = 10, pool: int = 1):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
@@ -120,9 +125,10 @@ class BottleneckResNet(nn.Module):
                 layers.append(Bottleneck(in_planes, planes, stride if i == 0 else 1))
                 in_planes = planes * Bottleneck.expansion
         self.layers = nn.Sequential(*layers)
-        self.fc = nn.Linear(512 * Bottleneck.expansion, num_classes)
+        self.pool = pool
+        self.fc = nn.Linear(512 * Bottleneck.expansion * pool * pool, num_classes)
         _init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.layers(F.relu(self.bn1(self.conv1(x))))
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(out, self.pool), 1))

@@ -1,99 +1,142 @@
-"""A registry of classifiers by name.
+"""The model registry: ``build_model(name, num_classes)``, ``available_models()``, ``last_linear(model)``.
 
-Every registered model exposes its final ``nn.Linear`` classifier under a known attribute, recorded in the
-registry, so analyses (e.g. the paper's Fig. 5, last-layer weight norm) never guess module names.
+Every entry records where its final ``nn.Linear`` classifier lives (``meta["classifier"]``), so analyses
+(the paper's Fig. 5, last-layer weight norm) never guess module names. Models of other libraries are
+resolved by prefix (``timm:NAME``, ``torchvision:NAME``; see :mod:`focalcal.models.external`).
+
+>>> model = build_model("resnet20", 10)
+>>> last_linear(model).out_features
+10
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from torch import nn
 
+from ..errors import InputError
+from ..registry import Entry, Registry
+from ..validation import check_num_classes
 from .cifar_resnet import BottleneckResNet, ThinResNet
+from .densenet import DenseNet
 from .wide_resnet import WideResNet
 
-
-@dataclass(frozen=True)
-class ModelSpec:
-    factory: Callable[[int], nn.Module]
-    description: str
-    classifier_attr: str = "fc"
+#: Every registered model; ``register_model`` adds one.
+MODELS = Registry("model")
 
 
-def _thin(depth: int, num_classes: int) -> nn.Module:
-    return ThinResNet(depth, num_classes)
+def register_model(
+    name: str,
+    factory: Callable[[int], nn.Module],
+    *,
+    description: str,
+    label: str | None = None,
+    classifier: str = "fc",
+    replace: bool = False,
+) -> Entry:
+    """Register ``factory(num_classes) -> nn.Module``; ``classifier`` names its final ``nn.Linear``
+    (a dotted path, e.g. ``"head.fc"``)."""
+    return MODELS.register(
+        name, factory, description=description, label=label or name, meta={"classifier": classifier},
+        replace=replace,
+    )
 
 
-_REGISTRY: dict[str, ModelSpec] = {
-    **{
-        f"resnet{d}": ModelSpec(
-            functools.partial(_thin, d),
-            f"He et al.'s thin CIFAR ResNet-{d} (16-32-64 channels); CPU-friendly",
-        )
-        for d in (20, 32, 44, 56, 110)
-    },
-    "resnet50": ModelSpec(
-        lambda k: BottleneckResNet((3, 4, 6, 3), k),
-        "the paper's CIFAR ResNet-50 (bottleneck [3,4,6,3], 64-512 channels, 3x3 stem, no max-pool)",
-    ),
-    "resnet110_paper": ModelSpec(
-        lambda k: BottleneckResNet((3, 4, 26, 3), k),
-        "the paper's 'ResNet-110' (bottleneck [3,4,26,3], 64-512 channels), not He et al.'s thin one",
-    ),
-    "wrn26_10": ModelSpec(lambda k: WideResNet(26, 10, k), "Wide-ResNet-26-10 (Zagoruyko & Komodakis)"),
-}
+for _depth in (20, 32, 44, 56, 110):
+    register_model(
+        f"resnet{_depth}",
+        functools.partial(ThinResNet, _depth),
+        description=f"He et al.'s thin CIFAR ResNet-{_depth} (16-32-64 channels); CPU-friendly",
+        label=f"ResNet-{_depth} (thin)",
+    )
+register_model(
+    "resnet50",
+    functools.partial(BottleneckResNet, (3, 4, 6, 3)),
+    description="the paper's CIFAR ResNet-50 (bottleneck [3,4,6,3], 64-512 channels, 3x3 stem, no max-pool)",
+    label="ResNet-50",
+)
+register_model(
+    "resnet50_tiny",
+    functools.partial(BottleneckResNet, (3, 4, 6, 3), pool=2),
+    description="the paper's Tiny-ImageNet ResNet-50 (as resnet50, final 2x2 average pool: 8192 features)",
+    label="ResNet-50 (Tiny-ImageNet)",
+)
+register_model(
+    "resnet110_paper",
+    functools.partial(BottleneckResNet, (3, 4, 26, 3)),
+    description="the paper's 'ResNet-110' (bottleneck [3,4,26,3], 64-512 channels), not He et al.'s thin one",
+    label="ResNet-110",
+)
+register_model(
+    "wrn26_10",
+    functools.partial(WideResNet, 26, 10),
+    description="Wide-ResNet-26-10 (Zagoruyko & Komodakis)",
+    label="WRN-26-10",
+)
+register_model(
+    "densenet121",
+    functools.partial(DenseNet, (6, 12, 24, 16), 32),
+    description="DenseNet-121 (growth 32, blocks [6,12,24,16], compression 0.5) with a 3x3 CIFAR stem",
+    label="DenseNet-121",
+)
 
 
 def available_models() -> list[str]:
-    """Names accepted by :func:`build_model`."""
-    return sorted(_REGISTRY)
+    """Names accepted by :func:`build_model` (plus the ``timm:NAME`` / ``torchvision:NAME`` patterns)."""
+    return MODELS.names()
 
 
 def describe_models() -> dict[str, str]:
-    """Name -> one-line description, for ``focalcal --help`` style listings."""
-    return {name: spec.description for name, spec in sorted(_REGISTRY.items())}
+    """Name -> one-line description, for ``focalcal list``."""
+    return MODELS.describe()
 
 
-def _spec(name: str) -> ModelSpec:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(available_models())}") from None
+def model_label(name: str) -> str:
+    """Display name of a model (``"resnet110_paper"`` -> ``"ResNet-110"``)."""
+    return MODELS.label(name)
 
 
-def build_model(name: str, num_classes: int) -> nn.Module:
+def build_model(name: str, num_classes: int, **options) -> nn.Module:
     """Build a freshly initialised model.
 
     Args:
-        name: a registry name, see :func:`available_models`.
+        name: a registry name (:func:`available_models`), or ``timm:NAME`` / ``torchvision:NAME``.
         num_classes: width K of the output logits (>= 2).
+        **options: model options (e.g. ``pretrained``, ``cifar_stem`` for external models).
 
     Returns:
         ``nn.Module`` mapping float images ``[N, 3, H, W]`` to logits ``[N, K]``. The registry name is
         stored on the model as ``model.focalcal_name``.
 
     Raises:
-        ValueError: unknown name (the message lists the valid ones) or ``num_classes < 2``.
+        InputError: unknown name (the message lists the valid ones), an unknown option, or ``num_classes < 2``.
     """
-    spec = _spec(name)
-    if int(num_classes) < 2:
-        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
-    model = spec.factory(int(num_classes))
+    entry = MODELS.entry(name)
+    num_classes = check_num_classes(num_classes)
+    model = MODELS.build(name, num_classes, **options)
     model.focalcal_name = name
+    model.focalcal_classifier = entry.meta["classifier"]
     return model
 
 
-def last_linear(model: nn.Module) -> nn.Linear:
-    """The final linear classifier of a model built by :func:`build_model` (also inside DDP/compile wrappers)."""
+def _unwrap(model: nn.Module) -> nn.Module:
     inner = getattr(model, "module", model)  # DistributedDataParallel
-    inner = getattr(inner, "_orig_mod", inner)  # torch.compile
-    name = getattr(inner, "focalcal_name", None)
-    if name is None:
-        raise ValueError("model was not built by focalcal.models.build_model; cannot locate its classifier")
-    layer = getattr(inner, _spec(name).classifier_attr)
+    return getattr(inner, "_orig_mod", inner)  # torch.compile
+
+
+def last_linear(model: nn.Module) -> nn.Linear:
+    """The final linear classifier of a model built by :func:`build_model` (also inside DDP/compile wrappers).
+
+    Raises:
+        InputError: the model was not built by :func:`build_model`, or its classifier is not ``nn.Linear``.
+    """
+    inner = _unwrap(model)
+    path = getattr(inner, "focalcal_classifier", None)
+    if path is None:
+        raise InputError("model was not built by focalcal.models.build_model; cannot locate its classifier")
+    layer = inner.get_submodule(path)
     if not isinstance(layer, nn.Linear):
-        raise TypeError(f"model {name!r}: attribute {_spec(name).classifier_attr!r} is not nn.Linear")
+        raise InputError(f"model {inner.focalcal_name!r}: {path!r} is not nn.Linear but {type(layer).__name__}")
     return layer

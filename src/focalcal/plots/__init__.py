@@ -7,6 +7,7 @@ without a display; saving is the caller's job (:func:`save_figure` is a convenie
 from .dynamics import (
     Curves,
     epoch_metric_figure,
+    epoch_metrics_row,
     g_figure,
     nll_entropy_figure,
     nll_over_epochs_figure,
@@ -21,6 +22,7 @@ __all__ = [
     "Curves",
     "analysis_sheet",
     "epoch_metric_figure",
+    "epoch_metrics_row",
     "g_figure",
     "nll_entropy_figure",
     "nll_over_epochs_figure",

@@ -21,6 +21,8 @@ from matplotlib.figure import Figure, SubFigure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
+from ..errors import InputError
+
 _GROUPS = (("", "-", "all"), ("_correct", "--", "correct"), ("_incorrect", ":", "incorrect"))
 _SPLITS = (("train_eval", "train (un-augmented subset)"), ("test", "test"))
 _STATS = (("nll", "NLL (nats)"), ("entropy", "softmax entropy (nats)"))
@@ -108,9 +110,9 @@ def nll_entropy_figure(curves: Sequence[Curves], *, log_nll: bool = False, ncols
         ValueError: no curves, or ``ncols`` not 2 or 4.
     """
     if not curves:
-        raise ValueError("nll_entropy_figure needs at least one run")
+        raise InputError("nll_entropy_figure needs at least one run")
     if ncols not in (2, 4):
-        raise ValueError(f"ncols must be 2 or 4, got {ncols}")
+        raise InputError(f"ncols must be 2 or 4, got {ncols}")
     fig = _canvas(fig, (9.5, 7.2) if ncols == 2 else (17, 4.4))
     axes = fig.subplots(4 // ncols, ncols, squeeze=False).ravel()
     colors = _colors(len(curves))
@@ -151,9 +153,9 @@ def epoch_metric_figure(curves: Sequence[Curves], key: str, *, ylabel: str, titl
         ValueError: no curves, or no run has ``key``.
     """
     if not curves:
-        raise ValueError("epoch_metric_figure needs at least one run")
+        raise InputError("epoch_metric_figure needs at least one run")
     if all(c.get(key) is None for c in curves):
-        raise ValueError(f"no run has {key!r} in its log")
+        raise InputError(f"no run has {key!r} in its log")
     fig = _canvas(fig, (6, 4.2))
     ax = fig.subplots()
     for c, color in zip(curves, _colors(len(curves))):
@@ -166,6 +168,21 @@ def epoch_metric_figure(curves: Sequence[Curves], key: str, *, ylabel: str, titl
         ax.set_yscale("log")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8, frameon=False)
+    return fig
+
+
+def epoch_metrics_row(curves: Sequence[Curves], panels: Sequence[tuple[str, str, str]], *,
+                      fig: Canvas | None = None) -> Canvas:
+    """Several per-epoch columns side by side, one panel per ``(key, ylabel, title)``, every run in each.
+
+    Raises:
+        InputError: no curves or panels, or a panel whose key no run logged.
+    """
+    if not panels:
+        raise InputError("epoch_metrics_row needs at least one panel")
+    fig = _canvas(fig, (5.2 * len(panels), 4.2))
+    for sub, (key, ylabel, title) in zip(fig.subfigures(1, len(panels)), panels):
+        epoch_metric_figure(curves, key, ylabel=ylabel, title=title, fig=sub)
     return fig
 
 
@@ -197,14 +214,14 @@ def g_figure(p: np.ndarray, g_values: Mapping[float, np.ndarray], thresholds: Ma
         ValueError: no gammas, or a curve's length differs from ``p``'s.
     """
     if not g_values:
-        raise ValueError("g_figure needs at least one gamma")
+        raise InputError("g_figure needs at least one gamma")
     p = np.asarray(p, dtype=float)
     fig = _canvas(fig, (6, 4.2))
     ax = fig.subplots()
     for (gamma, g), color in zip(sorted(g_values.items()), _colors(len(g_values))):
         g = np.asarray(g, dtype=float)
         if g.shape != p.shape:
-            raise ValueError(f"g values for gamma={gamma} have shape {g.shape}, p has {p.shape}")
+            raise InputError(f"g values for gamma={gamma} have shape {g.shape}, p has {p.shape}")
         pt = thresholds.get(gamma)
         label = f"γ={gamma:g}" + (f"  (g<1 for p>{pt:.3f})" if pt is not None else "")
         ax.plot(p, g, color=color, lw=1.8, label=label)

@@ -10,6 +10,8 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure, SubFigure
 
+from ..errors import InputError
+
 _LABELS = {"ece": "ECE", "adaptive_ece": "AdaECE", "classwise_ece": "CW-ECE", "mce": "MCE", "error": "Error"}
 
 
@@ -99,7 +101,7 @@ def reliability_grid(
     Figure sized to the grid. Raises ``ValueError`` when ``panels`` is empty.
     """
     if not panels:
-        raise ValueError("reliability_grid needs at least one panel")
+        raise InputError("reliability_grid needs at least one panel")
     ncols = ncols or len(panels)
     nrows = (len(panels) + ncols - 1) // ncols
     if fig is None:

@@ -9,6 +9,8 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from ..errors import InputError
+
 #: ``label -> (fpr, tpr)``: one curve per label, drawn in order.
 RocCurves = Mapping[str, tuple[np.ndarray, np.ndarray]]
 _STYLES = ("-", "--", ":", "-.")
@@ -53,9 +55,9 @@ def roc_grid(panels: Sequence[tuple[str | None, RocCurves]], *, ncols: int | Non
         ValueError: no panels, or a panel without curves.
     """
     if not panels:
-        raise ValueError("roc_grid needs at least one panel")
+        raise InputError("roc_grid needs at least one panel")
     if any(not curves for _, curves in panels):
-        raise ValueError("every ROC panel needs at least one curve")
+        raise InputError("every ROC panel needs at least one curve")
     ncols = ncols or min(len(panels), 4)
     nrows = (len(panels) + ncols - 1) // ncols
     fig = Figure(figsize=(3.3 * ncols, 3.4 * nrows + (0.3 if suptitle else 0)), layout="constrained")

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure, SubFigure
 
+from ..errors import InputError
 from .dynamics import Curves, g_figure, nll_entropy_figure, nll_over_epochs_figure, weight_norm_figure
 from .reliability import reliability_grid
 
@@ -19,7 +20,7 @@ def reliability_into(fig: Figure | SubFigure, panels: Sequence[Panel]) -> Figure
     ``panels`` is a list of ``(title, BinStats, metrics)``. Raises ``ValueError`` when it is empty.
     """
     if not panels:
-        raise ValueError("reliability_into needs at least one panel")
+        raise InputError("reliability_into needs at least one panel")
     return reliability_grid(panels, fig=fig)
 
 

@@ -1,30 +1,37 @@
-"""One pass over the ``[N, K]`` scores that produces everything the metrics need.
+"""The one kernel behind every calibration metric: a single chunked pass over the ``[N, K]`` scores.
 
-The scores are processed in row chunks small enough to stay in the CPU cache: per chunk the softmax is
-computed once and every per-sample quantity (top-label confidence, label probability, max and label
-logits, sum of squares) and the classwise bin sums are read from it while it is still in cache. Nothing
-of size ``[N, K]`` is allocated, so the whole scan costs about one softmax pass over the input. On CPU the
-per-chunk work runs in numpy (:mod:`focalcal.metrics._kernel_np`), elsewhere in torch; both give the same
-numbers up to float rounding.
+Per chunk of rows the softmax is computed once, and every per-sample quantity the metrics need
+(top-label confidence, label probability, max and label logits, sum of squared probabilities) and the
+classwise bin sums are read from it while it is in cache. Nothing of size ``[N, K]`` is allocated, so a
+whole :func:`~focalcal.metrics.calibration_summary` costs about one softmax pass over the input. It is torch
+code that runs on any device; numpy input is wrapped (no copy) and handled the same way.
 
-Classwise sums use a sparse trick: per class only the probabilities ``>= edges[1]`` (at most ``n_bins``
-per row, since a row sums to 1) are binned explicitly; the first bin's sum is the column sum minus the
-rest. The result is the same as binning all ``N * K`` entries, up to float rounding.
+Classwise sums use a sparse trick: per class only the probabilities outside the first bin (at most
+``n_bins`` per row, since a row sums to 1) are binned explicitly; the first bin's sum is the column sum
+minus the rest. The result equals binning all ``N * K`` entries, up to float rounding.
+
+Equal-width bins (:func:`equal_width_index`): ``closed="left"`` puts a value ``v`` into bin b when
+``edges[b] <= v < edges[b+1]`` (torchmetrics' rule; the last bin is closed, so 1.0 is in it); ``"right"``
+uses ``edges[b] < v <= edges[b+1]`` (the rule of the paper authors' code; the first bin is closed, so 0.0
+is in it rather than dropped as there). They differ only for a value exactly on an inner edge.
+
+>>> import torch
+>>> edges = equal_width_edges(4, torch.float32)
+>>> v = torch.tensor([0.0, 0.25, 0.5, 1.0])
+>>> equal_width_index(v, edges).tolist(), equal_width_index(v, edges, closed="right").tolist()
+([0, 1, 2, 3], [0, 0, 1, 3])
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from ._kernel_np import finish_numpy, scan_numpy
-from ._validate import PROB_SUM_ATOL, check_labels, pick_scores, raise_nonfinite, work_dtype
+from ..validation import check_closed, check_labels, check_probs_values, pick_scores, raise_nonfinite, work_dtype
 
-#: Elements (rows x classes) per chunk on CPU: ~1 MiB of float32, small enough for the L2 cache.
+#: Elements (rows x classes) per chunk on CPU: ~1 MiB of float32, small enough to stay in the L2 cache.
 CPU_CHUNK_ELEMENTS = 1 << 18
 #: On accelerators bigger chunks amortise kernel launches.
 DEVICE_CHUNK_ELEMENTS = 1 << 25
@@ -32,7 +39,7 @@ DEVICE_CHUNK_ELEMENTS = 1 << 25
 
 @dataclass
 class Scan:
-    """Per-sample quantities of one scan (internal).
+    """Per-sample quantities of one scan.
 
     Attributes:
         confidence: ``[N]`` top-label probability, float32 (float64 for float64 input).
@@ -40,7 +47,7 @@ class Scan:
         nll: ``[N]`` float64 negative log-likelihood in nats, or None.
         brier: ``[N]`` float64 ``sum_k (p_k - 1[y=k])^2``, or None.
         classwise_diff: ``[K, n_bins]`` float64 ``sum_i 1[y_i=k] - p_ik`` over the samples whose ``p_ik``
-            falls in bin b (equal-width), or None.
+            falls in equal-width bin b, or None.
         classwise_counts: ``[K, n_bins]`` int64 number of ``p_ik`` in bin b, or None (only when asked).
         num_classes: K.
     """
@@ -54,40 +61,18 @@ class Scan:
     num_classes: int
 
 
-def cpu_threads() -> int:
-    """Python threads for the numpy kernel: ``torch.get_num_threads()``, reduced to the CPUs that the
-    1-minute load average leaves idle (counting our own running thread), at least 1. On a shared machine
-    two threads fighting another process for one core are slower than one. Results do not depend on it."""
-    t = max(1, torch.get_num_threads())
-    if t > 1:
-        try:
-            idle = len(os.sched_getaffinity(0)) - os.getloadavg()[0]
-            t = max(1, min(t, int(idle + 1)))
-        except (AttributeError, OSError):  # platforms without sched_getaffinity / getloadavg
-            pass
-    return t
-
-
 def equal_width_edges(n_bins: int, dtype: torch.dtype, device: torch.device | None = None) -> Tensor:
     """``torch.linspace(0, 1, n_bins + 1)`` in ``dtype``: the same edges torchmetrics uses."""
     return torch.linspace(0.0, 1.0, n_bins + 1, dtype=dtype, device=device)
 
 
-def equal_width_index(values: Tensor, edges: Tensor) -> Tensor:
-    """Bin index of each value: bin b is ``[edges[b], edges[b+1])``; the last bin is closed ``[.., 1]``.
+def equal_width_index(values: Tensor, edges: Tensor, closed: str = "left") -> Tensor:
+    """Equal-width bin index of each value (see the module docstring for ``closed``).
 
-    A value of exactly 0 lands in bin 0 and exactly 1 in bin ``n_bins - 1``; values slightly outside
-    [0, 1] from rounding land in the first / last bin. Equal to
-    ``(torch.bucketize(values, edges, right=True) - 1).clamp(0, n_bins - 1)``, computed as
-    ``floor(v * n_bins)`` corrected by one exact comparison with each neighbouring edge (faster).
+    Values slightly outside [0, 1] from rounding land in the first / last bin.
     """
-    n_bins = edges.numel() - 1
-    e = edges.to(values.dtype)
-    idx = (values * n_bins).long().clamp_(0, n_bins - 1)
-    idx -= (values < e[idx]).long()
-    idx.clamp_(0, n_bins - 1)
-    idx += ((values >= e[idx + 1]) & (idx < n_bins - 1)).long()
-    return idx
+    inner = edges[1:-1].to(values.dtype)
+    return torch.bucketize(values, inner, right=(closed == "left"))
 
 
 def scan(
@@ -99,9 +84,23 @@ def scan(
     need_brier: bool = False,
     classwise_bins: int | None = None,
     classwise_counts: bool = False,
+    closed: str = "left",
     chunk_elements: int | None = None,
 ) -> Scan:
-    """Check the inputs and compute the per-sample quantities in one chunked pass (see module doc)."""
+    """Check the inputs and compute the per-sample quantities in one chunked pass (see the module docstring).
+
+    Args:
+        logits / probs: ``[N, K]`` floating scores, exactly one of them (torch tensor or numpy array).
+        labels: ``[N]`` integer class indices in ``[0, K)``.
+        need_nll, need_brier: compute the per-sample NLL / Brier score.
+        classwise_bins: compute the classwise bin sums over this many equal-width bins.
+        classwise_counts: also count the entries per (class, bin).
+        closed: the equal-width bin rule, ``"left"`` or ``"right"``.
+        chunk_elements: rows x classes per chunk (default: by device).
+
+    Raises:
+        InputError: invalid inputs (see :mod:`focalcal.validation`).
+    """
     scores, from_logits = pick_scores(logits, probs)
     n, k = scores.shape
     y = check_labels(labels, n, k, scores.device)
@@ -113,6 +112,7 @@ def scan(
         need_brier=need_brier,
         classwise_bins=classwise_bins,
         classwise_counts=classwise_counts,
+        closed=closed,
         chunk_elements=chunk_elements,
     )
 
@@ -126,50 +126,27 @@ def scan_tensor(
     need_brier: bool = False,
     classwise_bins: int | None = None,
     classwise_counts: bool = False,
+    closed: str = "left",
     chunk_elements: int | None = None,
-    backend: str | None = None,
 ) -> Scan:
-    """:func:`scan` on already checked tensors (``scores [N, K]`` float, ``y [N]`` int64 in range).
-
-    ``backend``: ``"numpy"`` (default on CPU) or ``"torch"`` (default elsewhere); both give the same
-    numbers up to float rounding (the tests run both).
-    """
+    """:func:`scan` on already checked tensors (``scores [N, K]`` float, ``y [N]`` int64 in range)."""
+    check_closed(closed)
     n, k = scores.shape
     dev = scores.device
-    if backend is None:
-        backend = "numpy" if dev.type == "cpu" else "torch"
     if scores.dtype not in (torch.float32, torch.float64):
         scores = scores.float()  # half / bfloat16: probabilities are computed in float32 anyway
     wd = work_dtype(scores)
     if chunk_elements is None:
         chunk_elements = CPU_CHUNK_ELEMENTS if dev.type == "cpu" else DEVICE_CHUNK_ELEMENTS
     rows = max(1, chunk_elements // k)
-    cw = classwise_bins is not None
-    nb = int(classwise_bins) if cw else 0
-    edges = equal_width_edges(nb, wd, dev) if cw else None
-    if backend == "numpy":
-        xn = np.ascontiguousarray(scores.numpy())
-        yn = y.numpy()
-        wdn = np.dtype(np.float32 if wd == torch.float32 else np.float64)
-        en = None if edges is None else edges.numpy()
-        out = scan_numpy(
-            xn, yn, from_logits=from_logits, need_nll=need_nll, need_brier=need_brier, edges=en,
-            want_counts=classwise_counts, rows=rows, threads=cpu_threads(), wd=wdn,
-        )
-        _check_inputs(scores, torch.from_numpy(np.asarray(out.checks)), from_logits)
-        f = finish_numpy(xn, yn, out, from_logits=from_logits, need_nll=need_nll, edges=en, wd=wdn)
-
-        def tt(a):
-            return None if a is None else torch.from_numpy(np.asarray(a))
-
-        return Scan(tt(out.conf), tt(f["correct"]), tt(f["nll"]), tt(f["brier"]), tt(f["diff"]),
-                    tt(f["counts"]), k)
-    t = _scan_torch(scores, y, from_logits, need_nll, need_brier, edges, classwise_counts, rows)
-    return _finish(scores, y, from_logits, need_nll, wd, edges, t, n, k)
+    edges = None if classwise_bins is None else equal_width_edges(int(classwise_bins), wd, dev)
+    sums = _chunked_pass(scores, y, from_logits, need_nll, need_brier, edges, classwise_counts, closed, rows)
+    _check_values(scores, sums["checks"], from_logits)
+    return _finish(scores, y, from_logits, need_nll, wd, edges, closed, sums)
 
 
-def _scan_torch(scores, y, from_logits, need_nll, need_brier, edges, want_counts, rows) -> dict:
-    """The chunked scan in torch (used on accelerators; same outputs as the numpy kernel)."""
+def _chunked_pass(scores, y, from_logits, need_nll, need_brier, edges, want_counts, closed, rows) -> dict:
+    """The pass itself: per chunk, one softmax and everything read from it (see the module docstring)."""
     n, k = scores.shape
     dev = scores.device
     wd = work_dtype(scores)
@@ -195,7 +172,7 @@ def _scan_torch(scores, y, from_logits, need_nll, need_brier, edges, want_counts
         xc = scores[s:e]
         yc = y[s:e]
         if from_logits:
-            checks.append(xc.sum().double().reshape(1))
+            checks.append(xc.sum().double().reshape(1))  # non-finite iff an entry is (or a sum overflows)
             pc = torch.softmax(xc, 1, dtype=wd)
         else:
             pc = xc.to(wd)
@@ -209,12 +186,13 @@ def _scan_torch(scores, y, from_logits, need_nll, need_brier, edges, want_counts
             torch.amax(xc, 1, out=z_top[s:e])
             torch.gather(xc, 1, yc[:, None], out=z_y[s:e])
         if sq is not None:
-            sq[s:e] = (pc * pc).sum(1)
+            torch.linalg.vecdot(pc, pc, out=sq[s:e])
         if cw:
-            colsum += pc.sum(0)
-            r, c = (pc >= e1).nonzero(as_tuple=True)
+            colsum += pc.sum(0, dtype=torch.float64)
+            outside = pc > e1 if closed == "right" else pc >= e1  # entries not in the first bin
+            r, c = outside.nonzero(as_tuple=True)
             v = pc[r, c]
-            flat = c * nb + equal_width_index(v, edges)
+            flat = c * nb + equal_width_index(v, edges, closed)
             hi += torch.bincount(flat, weights=v.double(), minlength=k * nb)
             if cnt_hi is not None:
                 cnt_hi += torch.bincount(flat, minlength=k * nb)
@@ -237,41 +215,29 @@ def _scan_torch(scores, y, from_logits, need_nll, need_brier, edges, want_counts
     }
 
 
-def _check_inputs(scores: Tensor, chk: Tensor, from_logits: bool) -> None:
-    """Raise the ValueErrors of non-finite or invalid probabilities from the kernel's per-chunk checks."""
-    if from_logits:
-        if not bool(torch.isfinite(chk).all()):
-            raise_nonfinite(scores, "logits")
-        return
+def _check_values(scores: Tensor, chk: Tensor, from_logits: bool) -> None:
+    """Raise for non-finite or invalid probabilities, from the pass's per-chunk checks."""
     if not bool(torch.isfinite(chk).all()):
-        raise_nonfinite(scores, "probs")
-    worst_sum = float(chk[:, 0].max())
-    if worst_sum > PROB_SUM_ATOL:
-        raise ValueError(
-            f"probs rows must sum to 1 (tolerance {PROB_SUM_ATOL}); the worst row is off by {worst_sum:.3g}. "
-            "If these are logits pass them as logits=, otherwise normalise the rows"
-        )
-    lowest = float(chk[:, 1].min())
-    if lowest < 0:
-        raise ValueError(f"probs must be non-negative; found {lowest:.3g}. If these are logits pass logits=")
+        raise_nonfinite(scores, "logits" if from_logits else "probs")
+    if not from_logits:
+        check_probs_values(float(chk[:, 0].max()), float(chk[:, 1].min()))
 
 
-def _finish(scores, y, from_logits, need_nll, wd, edges, t: dict, n: int, k: int) -> Scan:
-    """Input checks, then correctness, NLL, Brier and classwise sums from the torch kernel's outputs."""
-    _check_inputs(scores, t["checks"], from_logits)
-
+def _finish(scores, y, from_logits, need_nll, wd, edges, closed, t: dict) -> Scan:
+    """Correctness, NLL, Brier and the classwise differences from the pass's outputs."""
+    n, k = scores.shape
     conf, py = t["conf"], t["py"]
     if t["pred"] is not None:
         correct = t["pred"] == y
     else:
-        # argmax == label  <=>  p_y is the row maximum and no smaller class index ties with it. Every
-        # entry equal to a row maximum >= edges[1] was collected by the kernel; rows whose maximum is
-        # below edges[1] (possible when K > n_bins) get an explicit argmax.
+        # argmax == label  <=>  p_y is the row maximum and no smaller class index ties with it. Every entry
+        # equal to a row maximum outside the first bin was collected by the pass; rows whose maximum lies in
+        # the first bin (possible when K > n_bins) get an explicit argmax.
         correct = py == conf
         mr, mc = t["max_rows"], t["max_cols"]
-        earlier = mc < y[mr]
-        correct[mr[earlier]] = False
-        low = (conf < edges[1]).nonzero().squeeze(1)
+        correct[mr[mc < y[mr]]] = False
+        in_first = conf <= edges[1] if closed == "right" else conf < edges[1]
+        low = in_first.nonzero().squeeze(1)
         if low.numel():
             xl = scores[low]
             pl = torch.softmax(xl, 1, dtype=wd) if from_logits else xl.to(wd)
@@ -288,7 +254,7 @@ def _finish(scores, y, from_logits, need_nll, wd, edges, t: dict, n: int, k: int
     diff = counts = None
     if edges is not None:
         nb = edges.numel() - 1
-        cw_y = torch.bincount(y * nb + equal_width_index(py, edges), minlength=k * nb)
+        cw_y = torch.bincount(y * nb + equal_width_index(py, edges, closed), minlength=k * nb)
         hi = t["hi"].view(k, nb)
         sum_p = hi.clone()
         sum_p[:, 0] += t["colsum"] - hi.sum(1)

@@ -1,0 +1,155 @@
+"""``focalcal train``: train a classifier with a calibration loss, then evaluate it."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from pathlib import Path
+from typing import Any
+
+from ..data import DATASETS
+from ..engine import RunFolder, TrainConfig, Trainer, evaluate_run, write_evaluation
+from ..engine.distributed import is_main_process
+from ..engine.trackers import trackers_from_args
+from ..errors import CheckpointError
+from ..experiments.presets import resolve_preset
+from .common import add_data_args, count_or_fraction, echo, key_values
+
+# CLI flag -> TrainConfig key (flags left unset keep the preset's or the default value)
+_FLAG_TO_KEY = {
+    "dataset": "dataset",
+    "model": "model",
+    "loss": "loss",
+    "epochs": "epochs",
+    "batch_size": "batch_size",
+    "lr": "lr",
+    "weight_decay": "weight_decay",
+    "seed": "seed",
+    "train_size": "train_size",
+    "val_size": "val_size",
+    "test_size": "test_size",
+    "image_size": "image_size",
+    "n_bins": "n_bins",
+    "bin_closed": "bin_closed",
+    "ts_method": "ts_method",
+    "augment": "augment",
+    "amp": "amp",
+    "channels_last": "channels_last",
+    "compile": "compile",
+    "data_dir": "data_dir",
+    "device": "device",
+    "dynamics_train_size": "dynamics_train_size",
+    "dynamics_test_size": "dynamics_test_size",
+    "dynamics_every": "dynamics_every",
+}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    t = sub.add_parser("train", help="train a classifier with a calibration loss, then evaluate it")
+    t.add_argument(
+        "--preset",
+        help="a protocol (`paper`, `cpu`), an experiment <family>/<dataset>/<model>/<loss> (see `focalcal list`), "
+        "or a YAML file of config keys; flags override it",
+    )
+    t.add_argument("--dataset", help=f"one of: {', '.join(DATASETS)} (default cifar10)")
+    t.add_argument("--model", help="a model from `focalcal list`, or timm:NAME / torchvision:NAME (default resnet20)")
+    t.add_argument("--model-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="a model option, e.g. --model-opt pretrained=true (repeatable)")
+    t.add_argument("--loss", help="a loss from `focalcal list` (default ce)")
+    t.add_argument("--loss-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="a loss option, e.g. --loss-opt gamma=3 (repeatable)")
+    t.add_argument("--epochs", type=int, help="epochs (default 350); lr milestones scale with it")
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--weight-decay", type=float)
+    t.add_argument("--grad-clip", type=float, help="gradient-norm clip (default 2, the paper's); 0 disables it")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--train-size", type=int, help="train on a subset of this many images")
+    t.add_argument("--val-size", type=count_or_fraction,
+                   help="validation images held out of train: a count (e.g. 5000) or a fraction below 1 (e.g. 0.1)")
+    t.add_argument("--test-size", type=int, help="evaluate on a seeded subset of the test split")
+    t.add_argument("--image-size", type=int, help="resize image-folder images to this square size")
+    t.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                   help="random crop (4-pixel padding) and horizontal flip (default on)")
+    t.add_argument("--n-bins", type=int, help="calibration bins (default 15)")
+    t.add_argument("--bin-closed", choices=["left", "right"],
+                   help="equal-width bins [lo, hi) (left, default, as torchmetrics) or (lo, hi] (right, the authors')")
+    t.add_argument("--ts-method", choices=["nll", "ece_grid"],
+                   help="the report's main temperature: fitted by validation NLL (default) or the paper's ECE grid")
+    t.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                   help="bfloat16 autocast of the training forward pass; losses and metrics stay float32 "
+                   "(default: measured on this machine, see README 'Speed')")
+    t.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="NHWC memory format (default: measured on CPU, on for CUDA)")
+    t.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model")
+    t.add_argument("--dynamics-train-size", type=int,
+                   help="un-augmented train images evaluated each epoch for the dynamics log (0: off)")
+    t.add_argument("--dynamics-test-size", type=int,
+                   help="test images evaluated each epoch for the dynamics log (default all; 0: off)")
+    t.add_argument("--dynamics-every", type=int, help="evaluate the dynamics every N epochs (default 1)")
+    t.add_argument("--out", required=True, help="run folder to write")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    t.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    t.add_argument("--download", action="store_true", help="let torchvision download the dataset if it is missing")
+    t.add_argument("--no-eval", action="store_true", help="skip the final evaluation")
+    t.add_argument("--no-progress", action="store_true", help="no progress bars")
+    t.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files (needs tensorboard)")
+    t.add_argument("--wandb", metavar="PROJECT", help="also log to Weights & Biases project PROJECT (needs wandb)")
+    add_data_args(t)
+    t.set_defaults(func=run)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The run's configuration: the preset (or, with --resume, the run's own config.json), then the flags given."""
+    folder = RunFolder(args.out)
+    if args.resume and folder.has_config():
+        values: dict[str, Any] = folder.read_config()
+    else:
+        values = resolve_preset(args.preset) if args.preset else {}
+    for flag, key in _FLAG_TO_KEY.items():
+        v = getattr(args, flag, None)
+        if v is not None:
+            values[key] = v
+    if args.grad_clip is not None:
+        values["grad_clip"] = args.grad_clip or None
+    if args.loss_opt:
+        values["loss_options"] = {**values.get("loss_options", {}), **key_values(args.loss_opt, "--loss-opt")}
+    if args.model_opt:
+        values["model_options"] = {**values.get("model_options", {}), **key_values(args.model_opt, "--model-opt")}
+    return TrainConfig.from_dict(values)
+
+
+def print_summary(run_dir: str | Path, report: dict[str, Any]) -> None:
+    b, a = report["test"]["before"], report["test"]["after"]
+    t = report["temperature"][report["ts_method"]]["value"]
+    echo(
+        f"test error {100 * b['error']:.2f}%  NLL {b['nll']:.4f} -> {a['nll']:.4f}  "
+        f"ECE {100 * b['ece']:.2f}% -> {100 * a['ece']:.2f}% (T={t:.3f})  report: {Path(run_dir) / 'report.md'}"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = config_from_args(args)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc}; cannot resume without the run's configuration") from None
+    folder = RunFolder(args.out)
+    main_rank = is_main_process()
+    with folder.lock() if main_rank else contextlib.nullcontext():
+        trainer = Trainer(config, folder, download=args.download, progress=not args.no_progress, echo=echo,
+                          make_trackers=lambda run: trackers_from_args(args, run))
+        trainer.fit(resume=args.resume, overwrite=args.overwrite)
+        if trainer.dist.is_main:
+            echo(f"trained {config.model} with {config.loss} for {config.epochs} epochs -> {args.out}")
+        if not args.no_eval:
+            report, arrays = evaluate_run(folder, data=trainer.data, device=config.device, echo=echo)
+            if trainer.dist.is_main:
+                write_evaluation(folder, report, arrays)
+                for tracker in trainer.trackers:
+                    tracker.log_evaluation(report, folder)
+                print_summary(args.out, report)
+    for tracker in trainer.trackers:
+        tracker.close()
+    return 0
+
+

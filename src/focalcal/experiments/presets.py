@@ -1,0 +1,214 @@
+"""Experiment presets: a base protocol composed with a dataset, a model and a loss, and families of them.
+
+Shipped with the package under ``focalcal/presets``:
+
+- ``base/<name>.yaml``: a protocol, as :class:`~focalcal.engine.TrainConfig` keys (``paper``, ``cpu``, ...);
+- ``families/<name>.yaml``: an experiment family, the product of its ``axes`` (``dataset``, ``model``,
+  ``loss``) on top of a ``base``, with ``special`` cases (``when`` an experiment matches, ``set`` keys),
+  the ``ood`` sets to score per dataset, and a ``description``.
+
+A preset is named ``<base>`` (the protocol alone: give ``--dataset/--model/--loss`` yourself),
+``<family>/<dataset>/<model>/<loss>`` (one experiment of a family), or a path to a YAML file of config keys.
+Mappings merge key by key (a loss's ``options`` add to the base's ``loss_options``); unknown keys are errors
+that list the valid ones.
+
+>>> exp = experiment("paper_cifar/cifar10/wrn26_10/brier")
+>>> exp.config["epochs"], exp.config["milestones"], exp.config["loss_options"]
+(550, [150, 250], {'reduction': 'sum'})
+>>> len(family_experiments("paper_cifar"))
+72
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..engine import TrainConfig
+from ..errors import ConfigError
+from ..losses import loss_label
+
+AXES = ("dataset", "model", "loss")
+_FAMILY_KEYS = {"description", "base", "axes", "special", "ood"}
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One experiment of a family: its name, resolved configuration keys and OOD sets."""
+
+    name: str
+    family: str
+    dataset: str
+    model: str
+    loss_key: str
+    config: dict[str, Any]
+    ood: tuple[str, ...] = ()
+
+    def run_dir(self, root: str | Path, seed: int) -> Path:
+        """``root/<dataset>/<model>/<loss>/seed<seed>``: where a sweep puts this experiment's run."""
+        return Path(root) / self.dataset / self.model / self.loss_key / f"seed{seed}"
+
+    def train_config(self, **overrides: Any) -> TrainConfig:
+        return TrainConfig.from_dict({**self.config, **overrides})
+
+    @property
+    def label(self) -> str:
+        return loss_label(self.config["loss"], self.config.get("loss_options"))
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    description: str
+    base: str
+    axes: dict[str, list[Any]]
+    special: list[dict[str, Any]] = field(default_factory=list)
+    ood: dict[str, list[str]] = field(default_factory=dict)
+
+
+# -- reading YAML --------------------------------------------------------------------------------------------
+def _files(kind: str) -> list[str]:
+    folder = resources.files("focalcal.presets").joinpath(kind)
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def _read_yaml(text: str, what: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} must be a YAML mapping of keys")
+    return data
+
+
+def _packaged(kind: str, name: str) -> dict[str, Any]:
+    text = resources.files("focalcal.presets").joinpath(kind, f"{name}.yaml").read_text()
+    return _read_yaml(text, f"preset {kind}/{name}")
+
+
+def available_bases() -> list[str]:
+    return _files("base")
+
+
+def available_families() -> list[str]:
+    return _files("families")
+
+
+def merge(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    """``b`` over ``a``; nested mappings (``loss_options``, ``model_options``) merge key by key."""
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else v
+    return out
+
+
+def base(name: str) -> dict[str, Any]:
+    """The config keys of base protocol ``name``."""
+    if name not in available_bases():
+        raise ConfigError(f"unknown base preset {name!r}; choose one of: {', '.join(available_bases())}")
+    return _packaged("base", name)
+
+
+def load_family(name: str) -> Family:
+    """Read and check family ``name`` (keys, axes, special cases)."""
+    if name not in available_families():
+        raise ConfigError(f"unknown experiment family {name!r}; choose one of: {', '.join(available_families())}")
+    data = _packaged("families", name)
+    unknown = sorted(set(data) - _FAMILY_KEYS)
+    if unknown:
+        raise ConfigError(f"family {name}: unknown keys {unknown}; valid keys: {sorted(_FAMILY_KEYS)}")
+    axes = data.get("axes") or {}
+    if set(axes) != set(AXES) or not all(isinstance(v, list) and v for v in axes.values()):
+        raise ConfigError(f"family {name}: axes must give non-empty lists for exactly {', '.join(AXES)}")
+    special = data.get("special") or []
+    for s in special:
+        if set(s) != {"when", "set"} or set(s["when"]) - set(AXES):
+            raise ConfigError(f"family {name}: each special case needs 'when' (over {', '.join(AXES)}) and 'set'")
+    return Family(name, data.get("description", ""), data["base"], axes, special, data.get("ood") or {})
+
+
+def _loss_entry(entry: Any) -> tuple[str, str, dict[str, Any]]:
+    """``(key, registry name, options)`` of a loss axis entry: a name, or ``{name, options, key}``."""
+    if isinstance(entry, str):
+        return entry, entry, {}
+    if isinstance(entry, Mapping) and "name" in entry and set(entry) <= {"name", "options", "key"}:
+        return entry.get("key", entry["name"]), entry["name"], dict(entry.get("options") or {})
+    raise ConfigError(f"a loss axis entry must be a name or {{name, options, key}}; got {entry!r}")
+
+
+def family_experiments(name: str, **only: str) -> list[Experiment]:
+    """Every experiment of family ``name`` (optionally only those whose dataset/model/loss equal ``only``)."""
+    fam = load_family(name)
+    bad = sorted(set(only) - set(AXES))
+    if bad:
+        raise ConfigError(f"can only select by {', '.join(AXES)}; got {bad}")
+    out = []
+    for dataset, model, loss in itertools.product(fam.axes["dataset"], fam.axes["model"], fam.axes["loss"]):
+        key, loss_name, options = _loss_entry(loss)
+        where = {"dataset": dataset, "model": model, "loss": key}
+        if any(where[k] != v for k, v in only.items()):
+            continue
+        cfg = merge(base(fam.base), {"dataset": dataset, "model": model, "loss": loss_name})
+        cfg = merge(cfg, {"loss_options": options})
+        for s in fam.special:
+            if all(where[k] == v for k, v in s["when"].items()):
+                cfg = merge(cfg, s["set"])
+        out.append(
+            Experiment(f"{name}/{dataset}/{model}/{key}", name, dataset, model, key, cfg,
+                       tuple(fam.ood.get(dataset, ())))
+        )
+    return out
+
+
+def experiment(name: str) -> Experiment:
+    """The experiment ``<family>/<dataset>/<model>/<loss>``."""
+    parts = name.split("/")
+    if len(parts) != 4:
+        raise ConfigError(f"an experiment is named <family>/<dataset>/<model>/<loss>; got {name!r}")
+    family, dataset, model, loss = parts
+    found = family_experiments(family, dataset=dataset, model=model, loss=loss)
+    if not found:
+        fam = load_family(family)
+        keys = ", ".join(_loss_entry(e)[0] for e in fam.axes["loss"])
+        raise ConfigError(
+            f"family {family} has no experiment {dataset}/{model}/{loss}; datasets: "
+            f"{', '.join(fam.axes['dataset'])}; models: {', '.join(fam.axes['model'])}; losses: {keys}"
+        )
+    return found[0]
+
+
+def resolve_preset(name_or_path: str) -> dict[str, Any]:
+    """Config keys of a preset: a YAML file path, a base name, or ``<family>/<dataset>/<model>/<loss>``."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise ConfigError(f"preset file {path} does not exist")
+        return _read_yaml(path.read_text(), f"preset file {path}")
+    if "/" in name_or_path:
+        return dict(experiment(name_or_path).config)
+    if name_or_path in available_bases():
+        return base(name_or_path)
+    raise ConfigError(
+        f"unknown preset {name_or_path!r}: not a YAML file, a base ({', '.join(available_bases())}) or an "
+        f"experiment <family>/<dataset>/<model>/<loss> (families: {', '.join(available_families())})"
+    )
+
+
+def check_all_presets() -> int:
+    """Validate every base and every experiment of every family; returns the number checked."""
+    n = 0
+    for name in available_bases():
+        TrainConfig.from_dict(base(name)).validate()
+        n += 1
+    for fam in available_families():
+        for exp in family_experiments(fam):
+            exp.train_config().validate()
+            n += 1
+    return n
