@@ -45,7 +45,7 @@ def test_candidates_follow_the_cpu_and_the_fixed_settings(monkeypatch):
 @pytest.mark.parametrize("amp", [True, False])
 @pytest.mark.parametrize("channels_last", [True, False])
 def test_both_settings_given_measures_nothing(monkeypatch, amp, channels_last):
-    monkeypatch.setattr(P, "time_step", lambda *a, **k: pytest.fail("measured although both were given"))
+    monkeypatch.setattr(P, "measure_cpu", lambda *a, **k: pytest.fail("measured although both were given"))
     got = P.resolve_precision(CPU, amp, channels_last, model=build_model("resnet20", 10))
     assert (got.amp, got.channels_last, got.reason) == (amp, channels_last, "given")
 
@@ -56,11 +56,11 @@ def test_the_fastest_candidate_wins_and_is_cached(monkeypatch, tmp_path):
     fake = {(False, False): 4.0, (False, True): 3.0, (True, False): 2.5, (True, True): 1.0}
     calls = []
 
-    def timer(model, shape, *, amp, channels_last, batch):
-        calls.append((amp, channels_last))
-        return fake[(amp, channels_last)]
+    def timer(model, shape, candidates, **kw):
+        calls.extend(candidates)
+        return {P._label(a, c): fake[(a, c)] for a, c in candidates}
 
-    monkeypatch.setattr(P, "time_step", timer)
+    monkeypatch.setattr(P, "measure_cpu", timer)
     model = build_model("resnet20", 10)
     got = P.resolve_precision(CPU, None, None, model=model)
     assert (got.amp, got.channels_last) == (True, True) and len(calls) == 4
@@ -77,7 +77,8 @@ def test_measuring_leaves_the_model_and_the_random_state_untouched():
     model = build_model("resnet20", 10)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     rng = torch.random.get_rng_state()
-    P.measure_cpu(model, (3, 32, 32), [(False, False), (False, True)], batch=8)
+    timings = P.measure_cpu(model, (3, 32, 32), [(False, False), (False, True)], batch=8, rounds=3)
+    assert set(timings) == {"fp32", "fp32+channels_last"} and all(t > 0 for t in timings.values())
     assert torch.equal(torch.random.get_rng_state(), rng)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert all(p.grad is None for p in model.parameters())

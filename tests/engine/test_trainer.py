@@ -3,8 +3,8 @@ import json
 import pytest
 import torch
 
-from focalcal.data import load_dataset, make_splits
 from focalcal._io import atomic_torch_save
+from focalcal.data import load_dataset, make_splits
 from focalcal.engine import RunFolder, TrainConfig, Trainer
 from focalcal.errors import ResumeMismatchError, RunExistsError
 from focalcal.models import last_linear

@@ -10,8 +10,7 @@ from matplotlib.figure import Figure
 
 from focalcal.cli.plot import g_table, write_csv
 from focalcal.engine.runlog import epoch_rows, read_run, read_runs, require_columns
-from focalcal.losses import loss_label
-from focalcal.losses import g_factor, p_threshold
+from focalcal.losses import g_factor, loss_label, p_threshold
 from focalcal.plots import Curves, analysis_sheet, g_figure, nll_entropy_figure, weight_norm_figure
 
 
@@ -150,3 +149,23 @@ def test_weight_norm_figure_and_sheet_render(tmp_path):
 def test_write_csv_blank_cells_for_missing_values(tmp_path):
     path = write_csv(tmp_path / "t.csv", [{"a": 1, "b": None}, {"a": float("nan"), "c": 0.1 + 0.2}])
     assert path.read_text().splitlines() == ["a,b,c", "1,,", f",,{0.1 + 0.2!r}"]
+
+
+def test_reliability_gaps_read_apart_from_the_accuracy_bars():
+    import numpy as np
+
+    from focalcal.metrics import BinStats
+    from focalcal.plots import reliability_grid
+
+    bins = BinStats(edges=np.array([0.0, 0.5, 1.0]), counts=np.array([10, 10]),
+                    mean_confidence=np.array([0.2, 0.9]), accuracy=np.array([0.4, 0.6]))
+    fig = reliability_grid([("t", bins, None)])
+    ax = fig.axes[0]
+    groups = {c.get_label(): c.patches for c in ax.containers}
+    (under,) = groups["gap: under-confident"]  # bin 1: accuracy 0.4 > confidence 0.2
+    (over,) = groups["gap: over-confident"]  # bin 2: confidence 0.9 > accuracy 0.6
+    assert (under.get_y(), under.get_height()) == pytest.approx((0.2, 0.2))
+    assert (over.get_y(), over.get_height()) == pytest.approx((0.6, 0.3))
+    acc_bar = groups["accuracy"][0]
+    assert under.get_facecolor()[3] == 1.0 and under.zorder > acc_bar.zorder  # opaque, on top: no colour mixing
+    assert under.get_facecolor()[:3] != acc_bar.get_facecolor()[:3] != over.get_facecolor()[:3]

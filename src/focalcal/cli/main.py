@@ -18,7 +18,9 @@ from ..errors import FocalcalError
 
 EXIT_USAGE = 2
 #: Sub-command modules of focalcal.cli, each with ``register(subparsers)``.
-COMMANDS: tuple[str, ...] = ("train", "evaluate", "ood", "plot", "sweep", "table", "calibrate", "demo", "listing")
+COMMANDS: tuple[str, ...] = (
+    "train", "evaluate", "ood", "plot", "sweep", "table", "claims", "calibrate", "demo", "listing",
+)
 _USER_OS_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
 
 

@@ -1,9 +1,55 @@
-"""``focalcal table``: (being written)."""
+"""``focalcal table RUNS...``: the paper's tables (and Figs. 6-7) from run folders (see
+:mod:`focalcal.experiments.table`)."""
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
+import sys
+from pathlib import Path
+
+from .._io import atomic_write_text
+from ..experiments.table import build, csv_rows, fig6, fig7, latex, markdown
+from ..plots import save_figure
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    return None
+    t = sub.add_parser(
+        "table",
+        help="the paper's tables from run folders: mean and 95%% interval over seeds (Markdown, CSV, LaTeX)",
+        description="Group evaluated runs (folders with report.json, found recursively under each path or glob) "
+        "by dataset, model and loss; write table.md, table.csv, table.tex and the figures fig6 (error bars) and "
+        "fig7_<set> (ROC curves per OOD set) as PNG and PDF into --out.",
+    )
+    t.add_argument("runs", nargs="+", help="run folders, sweep roots or glob patterns")
+    t.add_argument("--out", type=Path, default=Path("tables"), help="output folder (default ./tables)")
+    t.add_argument("--no-bootstrap", action="store_true", help="no bootstrap interval for one-run cells (faster)")
+    t.add_argument("--no-figures", action="store_true", help="tables only")
+    t.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    tables = build(args.runs, bootstrap=not args.no_bootstrap)
+    for line in tables.skipped:
+        print(f"focalcal table: skipped {line}", file=sys.stderr)
+    out = args.out
+    md = markdown(tables)
+    atomic_write_text(out / "table.md", md)
+    atomic_write_text(out / "table.tex", latex(tables))
+    rows = csv_rows(tables)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out / "table.csv", buf.getvalue())
+    written = [out / "table.md", out / "table.csv", out / "table.tex"]
+    if not args.no_figures:
+        figures = [("fig6.png", fig6(tables))] + [(f"fig7_{s.replace(':', '-')}.png", fig7(tables, s))
+                                                   for s in tables.ood_sets]
+        for name, fig in figures:
+            written += save_figure(fig, out / name, formats=("pdf",))
+    print(md)
+    for p in written:
+        print(p)
+    return 0

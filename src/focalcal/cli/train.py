@@ -7,12 +7,14 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ..data import DATASETS
 from ..engine import RunFolder, TrainConfig, Trainer, evaluate_run, write_evaluation
 from ..engine.distributed import is_main_process
 from ..engine.trackers import trackers_from_args
-from ..errors import CheckpointError
-from ..experiments.presets import resolve_preset
+from ..errors import CheckpointError, ConfigError
+from ..experiments.presets import merge, resolve_preset
 from .common import add_data_args, count_or_fraction, echo, key_values
 
 # CLI flag -> TrainConfig key (flags left unset keep the preset's or the default value)
@@ -51,6 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="a protocol (`paper`, `cpu`), an experiment <family>/<dataset>/<model>/<loss> (see `focalcal list`), "
         "or a YAML file of config keys; flags override it",
     )
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="set any config key (a YAML value), e.g. --set milestones=[40,60] (repeatable; flags win)")
     t.add_argument("--dataset", help=f"one of: {', '.join(DATASETS)} (default cifar10)")
     t.add_argument("--model", help="a model from `focalcal list`, or timm:NAME / torchvision:NAME (default resnet20)")
     t.add_argument("--model-opt", action="append", default=[], metavar="KEY=VALUE",
@@ -106,6 +110,12 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         values: dict[str, Any] = folder.read_config()
     else:
         values = resolve_preset(args.preset) if args.preset else {}
+    for key, text in key_values(args.set, "--set").items():
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {key}={text}: not a YAML value") from None
+        values[key] = merge(values[key], value) if isinstance(value, dict) and isinstance(values.get(key), dict) else value
     for flag, key in _FLAG_TO_KEY.items():
         v = getattr(args, flag, None)
         if v is not None:

@@ -21,6 +21,7 @@ from ..models import build_model
 from .config import TrainConfig
 from .device import resolve_device
 from .distributed import DistInfo, init_from_env
+from .precision import eval_channels_last
 from .runfolder import RunFolder
 from .trainer import predict_logits, prepare_data
 
@@ -67,7 +68,9 @@ def run_logits(
     run: LoadedRun, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1024, dist: DistInfo | None = None
 ) -> torch.Tensor:
     """Logits ``[N, K]`` (float32, CPU) of the run's model on uint8 ``images``, normalised as in training."""
-    loader = DeviceLoader(images, labels, batch_size=batch_size, mean=run.mean, std=run.std, device=run.device)
+    cl = eval_channels_last(run.device, run.model, tuple(images.shape[1:]))
+    loader = DeviceLoader(images, labels, batch_size=batch_size, mean=run.mean, std=run.std, device=run.device,
+                          channels_last=cl)
     return predict_logits(run.model, loader, dist=dist)  # float32: metrics never see bf16-rounded logits
 
 

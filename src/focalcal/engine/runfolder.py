@@ -43,7 +43,7 @@ from typing import Any
 
 import torch
 
-from .._io import atomic_torch_save, atomic_write_bytes, atomic_write_text, remove_temp_files
+from .._io import atomic_torch_save, atomic_write_text, remove_temp_files
 from ..errors import CheckpointError, RunFolderError, RunLockedError
 
 CONFIG = Path("config.json")
@@ -312,12 +312,10 @@ class RunFolder:
         return (self.path / OOD).is_file()
 
     def save_figure(self, fig, name: str | os.PathLike) -> Path:
-        """Save a matplotlib figure as ``name`` (PNG) inside the folder, atomically."""
-        buf = io.BytesIO()
-        fig.savefig(buf, format=Path(name).suffix.lstrip(".") or "png", dpi=120, bbox_inches="tight")
-        data = buf.getvalue()
-        atomic_write_bytes(self.path / name, lambda f: f.write(data))
-        return self.path / name
+        """Save a matplotlib figure as ``name`` (its suffix gives the format) inside the folder, atomically."""
+        from ..plots import save_figure
+
+        return save_figure(fig, self.path / name)[0]
 
     # -- starting again ---------------------------------------------------------------------------------
     def clear(self) -> None:

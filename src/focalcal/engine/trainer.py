@@ -38,7 +38,7 @@ from .distributed import (
     init_from_env,
 )
 from .dynamics import split_nll_entropy
-from .precision import resolve_precision
+from .precision import eval_channels_last, resolve_precision
 from .provenance import session_record
 from .runfolder import CHECKPOINT, RunFolder
 
@@ -139,6 +139,7 @@ class Trainer:
         )
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        self.eval_channels_last = eval_channels_last(self.device, self.model, self.data.train_images.shape[1:])
         # labels come from the data pipeline (always in [0, K)): skip the loss's per-step label check,
         # which would cost a host-device sync per step on CUDA
         options = {"validate": False, **config.loss_options}
@@ -173,6 +174,8 @@ class Trainer:
         self.dyn_test_loader = self._dynamics_test_loader()
 
     def _loader(self, images, labels, batch_size, *, shuffle=False, augment=False) -> DeviceLoader:
+        """A training loader (``shuffle``) in the training memory format, or an evaluation loader in the
+        measured evaluation format."""
         return DeviceLoader(
             images,
             labels,
@@ -183,7 +186,7 @@ class Trainer:
             shuffle=shuffle,
             augment=augment,
             seed=self.config.seed,
-            channels_last=self.channels_last,
+            channels_last=self.channels_last if shuffle else self.eval_channels_last,
             rank=self.dist.rank if shuffle else 0,
             world_size=self.dist.world_size if shuffle else 1,
         )

@@ -22,6 +22,7 @@ from ..engine.report import markdown_table, precision_text
 from ..errors import InputError, ResumeMismatchError
 from ..losses import loss_label
 from ..plots import Curves, epoch_metrics_row, reliability_grid
+from .claims import nll_dynamics
 from .presets import experiment
 
 FAMILY = "cpu/cifar10/resnet20"
@@ -41,21 +42,6 @@ def _train_one(cfg, run: RunFolder, data, *, progress: bool, echo) -> dict[str, 
         report, arrays = evaluate_run(run, data=data, device=cfg.device)
         write_evaluation(run, report, arrays)
     return {**report, "_arrays": arrays}
-
-
-def nll_rise(records: list[dict[str, Any]], key: str = "test_nll") -> dict[str, float] | None:
-    """How much ``key`` rose from its minimum after the first lr drop to the last epoch (None if not logged)."""
-    pts = [(int(r["epoch"]), r[key]) for r in records if r.get(key) is not None]
-    lrs = [r.get("lr") for r in records]
-    drops = [int(records[i]["epoch"]) for i in range(len(lrs) - 1) if lrs[i + 1] < lrs[i]]
-    if not pts or not drops:
-        return None
-    after = [(e, v) for e, v in pts if e > drops[0]]
-    if not after:
-        return None
-    best_epoch, best = min(after, key=lambda p: p[1])
-    last = pts[-1][1]
-    return {"first_drop": drops[0], "min_epoch": best_epoch, "min": best, "last": last, "rise": last - best}
 
 
 def verdict(results: dict[str, dict[str, Any]], logs: dict[str, list[dict[str, Any]]]) -> list[str]:
@@ -95,25 +81,22 @@ def verdict(results: dict[str, dict[str, Any]], logs: dict[str, list[dict[str, A
             + (f"({ea - eb:.2f} points higher: the paper's 'without higher error' **does not hold** here)."
                if ea > eb + 1.0 else "(within 1 point or lower: consistent with the paper).")
         )
-        r_ce, r_f = nll_rise(logs["ce"]), nll_rise(logs[name])
+        r_ce, r_f = nll_dynamics(logs["ce"]), nll_dynamics(logs[name])
         if r_ce and r_f:
             out.append(
-                f"- after the first lr drop (epoch {r_ce['first_drop']}), CE's test NLL rose {r_ce['rise']:.3f} from "
-                f"its minimum (epoch {r_ce['min_epoch']}) to the last epoch, {label}'s {r_f['rise']:.3f}: "
-                + ("focal loss reduced the rise, as the paper says." if r_f["rise"] < r_ce["rise"] else
+                f"- after the first lr drop (epoch {r_ce['first_drop']}), CE's test NLL rose {r_ce['nll_rise']:.3f} from "
+                f"its minimum (epoch {r_ce['min_epoch']}) to the last epoch, {label}'s {r_f['nll_rise']:.3f}: "
+                + ("focal loss reduced the rise, as the paper says." if r_f["nll_rise"] < r_ce["nll_rise"] else
                    "focal loss did **not** reduce the rise in this run.")
             )
-        ent = [r.get("test_entropy_incorrect") for r in logs["ce"] if r.get("test_entropy_incorrect") is not None]
-        if r_ce and len(ent) >= 2:
-            first_drop = r_ce["first_drop"]
-            after = [r["test_entropy_incorrect"] for r in logs["ce"]
-                     if int(r["epoch"]) >= first_drop and r.get("test_entropy_incorrect") is not None]
-            falls = len(after) >= 2 and after[-1] < after[0]
-            out.append(
-                f"- CE's test entropy on misclassified samples went from {after[0]:.3f} (epoch {first_drop}) to "
-                f"{after[-1]:.3f}: " + ("it kept falling while the NLL rose (the paper's 'peak at the wrong place')."
-                                        if falls and r_ce["rise"] > 0 else "the paper's pattern is **not** seen.")
-            )
+    if r_ce:
+        change, rise_inc = r_ce["entropy_incorrect_change"], r_ce["nll_incorrect_rise"]
+        out.append(
+            f"- while CE's test NLL rose (epochs {r_ce['min_epoch']}-{logs['ce'][-1]['epoch']}), the NLL of its "
+            f"misclassified test samples rose {rise_inc:.3f} and their entropy changed by {change:+.3f}: "
+            + ("confidence kept growing on the wrong answers (the paper's 'peak at the wrong place')."
+               if change < 0 and rise_inc > 0 else "the paper's pattern is **not** seen in this run.")
+        )
     return out
 
 

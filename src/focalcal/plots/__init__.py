@@ -4,6 +4,7 @@ Figures are built with ``matplotlib.figure.Figure`` (no pyplot, no global backen
 without a display; saving is the caller's job (:func:`save_figure` is a convenience for the CLI/engine).
 """
 
+from .comparison import error_bar_figure, roc_comparison_figure
 from .dynamics import (
     Curves,
     epoch_metric_figure,
@@ -22,6 +23,7 @@ __all__ = [
     "Curves",
     "analysis_sheet",
     "epoch_metric_figure",
+    "error_bar_figure",
     "epoch_metrics_row",
     "g_figure",
     "nll_entropy_figure",
@@ -29,6 +31,7 @@ __all__ = [
     "reliability_diagram",
     "reliability_grid",
     "reliability_into",
+    "roc_comparison_figure",
     "roc_figure",
     "roc_grid",
     "save_figure",

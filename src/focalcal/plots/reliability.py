@@ -33,21 +33,16 @@ def _draw(ax_top: Axes, ax_hist: Axes, bins, title: str | None, metrics: Mapping
         linewidth=0.6,
         label="accuracy",
     )
-    gap_lo = np.minimum(acc, conf)[filled]
-    gap_hi = np.abs(conf - acc)[filled]
-    ax_top.bar(
-        left[filled],
-        gap_hi,
-        bottom=gap_lo,
-        width=width[filled],
-        align="edge",
-        color="#e2736b",
-        alpha=0.55,
-        edgecolor="#b0302a",
-        hatch="//",
-        linewidth=0.6,
-        label="gap to mean confidence",
-    )
+    # the gap between accuracy and mean confidence: above the bar where over-confident (conf > acc), and
+    # inside the bar where under-confident (acc > conf), drawn opaque in its own colour so that it never
+    # mixes with the accuracy bar
+    over = filled & (conf > acc)
+    under = filled & (acc > conf)
+    ax_top.bar(left[over], (conf - acc)[over], bottom=acc[over], width=width[over], align="edge", color="#e2736b",
+               alpha=0.6, edgecolor="#b0302a", hatch="//", linewidth=0.6, label="gap: over-confident")
+    ax_top.bar(left[under], (acc - conf)[under], bottom=conf[under], width=width[under], align="edge",
+               color="#f4c542", alpha=1.0, edgecolor="#8a6d00", hatch="\\\\", linewidth=0.6, zorder=3,
+               label="gap: under-confident")
     ax_top.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="perfect calibration")
     ax_top.set_xlim(0, 1)
     ax_top.set_ylim(0, 1)

@@ -1,0 +1,402 @@
+"""The paper's claims, measured on a set of runs (e.g. the ``cpu`` family over seeds), with 95% intervals.
+
+Each claim compares losses on the same seeds: for every seed the difference (focal minus cross-entropy, say)
+is computed, and the claim's verdict comes from the 95% t-interval of the mean difference over seeds:
+
+- **holds**: the interval lies entirely on the side the paper claims;
+- **not shown**: the interval contains 0 (the data cannot tell at this number of seeds);
+- **fails**: the interval lies entirely on the other side.
+
+The claims (the paper's Secs. 3-5):
+
+1. focal loss (FL-3, FLSD-53) has lower ECE, AdaECE and Classwise-ECE than CE before temperature scaling;
+2. and after temperature scaling;
+3. without higher test error;
+4. CE's test NLL rises after the first learning-rate drop, because of the misclassified samples, while
+   their entropy keeps falling;
+5. focal loss reduces that rise, ordered by gamma (FL-3 < FL-2 < FL-1 < CE);
+6. the last layer's weight norm is larger for focal loss early in training and smaller once CE over-fits;
+7. focal loss gives a higher OOD AUROC (softmax entropy) before and after temperature scaling.
+
+The per-epoch quantities come from each run's ``log.jsonl`` (test NLL and entropy on the run's per-epoch
+test subset), the rest from ``report.json`` and ``ood.json``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from ..engine import RunFolder
+from ..errors import InputError
+from .table import RunResult, Tables
+
+FOCAL = ("FL-3", "FLSD-53")
+CAL_METRICS = (("ece", "ECE"), ("adaptive_ece", "AdaECE"), ("classwise_ece", "Classwise-ECE"))
+
+
+@dataclass
+class Diff:
+    """The mean over seeds of a paired difference, its 95% t-interval, and the seeds used."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+    values: list[float] = field(default_factory=list)
+
+    def verdict(self, want: str) -> str:
+        """``want``: ``"negative"`` (the claim says the difference is below 0) or ``"positive"``."""
+        if self.n < 2:
+            return "not shown (one seed)"
+        below, above = self.high < 0, self.low > 0
+        if want == "negative":
+            return "holds" if below else ("fails" if above else "not shown")
+        return "holds" if above else ("fails" if below else "not shown")
+
+
+def paired(values_a: dict[int, float], values_b: dict[int, float]) -> Diff:
+    """``a - b`` over the seeds both have."""
+    seeds = sorted(set(values_a) & set(values_b))
+    d = np.array([values_a[s] - values_b[s] for s in seeds], dtype=float)
+    if len(d) == 0:
+        return Diff(math.nan, math.nan, math.nan, 0)
+    mean = float(d.mean())
+    if len(d) < 2:
+        return Diff(mean, math.nan, math.nan, 1, list(d))
+    half = float(stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d)))
+    return Diff(mean, mean - half, mean + half, len(d), list(d))
+
+
+def mean_ci(values: Sequence[float]) -> tuple[float, float, float]:
+    v = np.asarray(values, dtype=float)
+    if len(v) < 2:
+        return float(v.mean()), math.nan, math.nan
+    half = float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
+    return float(v.mean()), float(v.mean()) - half, float(v.mean()) + half
+
+
+# -- per-run quantities --------------------------------------------------------------------------------
+def _log(run: RunResult) -> list[dict[str, Any]]:
+    return RunFolder(run.path).read_log()
+
+
+def nll_dynamics(log: Sequence[dict[str, Any]]) -> dict[str, float] | None:
+    """The paper's Sec. 3 observation, measured on one run's per-epoch log (its test subset).
+
+    After the first lr drop the test NLL falls to a minimum and then (the paper says) rises: returns the epoch
+    of the first drop, the epoch of that minimum, the rise of the test NLL from the minimum to the last epoch,
+    the rises of the NLL of correctly / incorrectly classified samples from their own minima after the drop,
+    and the change of the misclassified samples' entropy over the same window (minimum of the NLL to the last
+    epoch), the window in which the paper says it "keeps falling". ``None`` without an lr drop or a test NLL.
+    """
+    lrs = [r.get("lr") for r in log]
+    drops = [int(log[i]["epoch"]) for i in range(len(lrs) - 1) if lrs[i + 1] is not None and lrs[i + 1] < lrs[i]]
+    after = [r for r in log if r.get("test_nll") is not None and drops and int(r["epoch"]) > drops[0]]
+    if not drops or len(after) < 2:
+        return None
+
+    def rise(key: str) -> float:
+        vals = [r[key] for r in after if r.get(key) is not None]
+        return vals[-1] - min(vals) if vals else math.nan
+
+    best = min(after, key=lambda r: r["test_nll"])
+    window = [r["test_entropy_incorrect"] for r in after
+              if int(r["epoch"]) >= int(best["epoch"]) and r.get("test_entropy_incorrect") is not None]
+    return {
+        "first_drop": drops[0],
+        "min_epoch": int(best["epoch"]),
+        "nll_rise": after[-1]["test_nll"] - best["test_nll"],
+        "nll_incorrect_rise": rise("test_nll_incorrect"),
+        "nll_correct_rise": rise("test_nll_correct"),
+        "entropy_incorrect_change": window[-1] - window[0] if len(window) >= 2 else math.nan,
+    }
+
+
+def weight_norms(run: RunResult) -> tuple[float, float]:
+    """The last layer's weight norm after the first epoch and after the last one."""
+    log = _log(run)
+    return float(log[0]["fc_weight_norm"]), float(log[-1]["fc_weight_norm"])
+
+
+# -- the claims -------------------------------------------------------------------------------------------
+@dataclass
+class Claim:
+    number: int
+    text: str
+    rows: list[dict[str, Any]]  # each: {"what", "mean", "low", "high", "n", "verdict", "units"}
+    summary: str
+
+
+def _by_label(tables: Tables) -> dict[str, list[RunResult]]:
+    out: dict[str, list[RunResult]] = {}
+    for (_, _, label), runs in tables.groups.items():
+        out.setdefault(label, []).extend(runs)
+    return out
+
+
+def _per_seed(runs: Sequence[RunResult], fn) -> dict[int, float]:
+    return {r.seed: float(fn(r)) for r in runs}
+
+
+def _row(what: str, d: Diff, want: str, scale: float = 100.0, units: str = "points") -> dict[str, Any]:
+    return {"what": what, "mean": d.mean * scale, "low": d.low * scale, "high": d.high * scale, "n": d.n,
+            "verdict": d.verdict(want), "units": units}
+
+
+def _summary(rows: list[dict[str, Any]]) -> str:
+    verdicts = [r["verdict"] for r in rows]
+    if all(v == "holds" for v in verdicts):
+        return "holds"
+    if any(v == "fails" for v in verdicts):
+        return "fails" if all(v == "fails" for v in verdicts) else "mixed: fails in part"
+    if any(v == "holds" for v in verdicts):
+        return "partly shown"
+    return "not shown"
+
+
+def evaluate_claims(tables: Tables) -> list[Claim]:
+    """Every claim that the runs in ``tables`` can speak to (the CE runs are required)."""
+    by = _by_label(tables)
+    if "CE" not in by:
+        raise InputError("the claims compare against cross-entropy: no CE runs among the runs given")
+    ce = by["CE"]
+    focal = [f for f in FOCAL if f in by]
+    claims: list[Claim] = []
+
+    def metric(stage: str, key: str):
+        return lambda r: r.report["test"][stage][key]
+
+    for number, stage, words in ((1, "before", "before temperature scaling"), (2, "after", "after temperature scaling")):
+        rows = [
+            _row(f"{f} - CE, {title} {words}", paired(_per_seed(by[f], metric(stage, key)),
+                                                      _per_seed(ce, metric(stage, key))), "negative")
+            for f in focal for key, title in CAL_METRICS
+        ]
+        claims.append(Claim(number, f"Focal loss has lower ECE, AdaECE and Classwise-ECE than CE {words}", rows,
+                            _summary(rows)))
+
+    rows = [_row(f"{f} - CE, test error", paired(_per_seed(by[f], metric("before", "error")),
+                                                _per_seed(ce, metric("before", "error"))), "negative")
+            for f in focal]
+    for r in rows:  # "without higher error": only a significant increase refutes it
+        r["verdict"] = "fails" if r["verdict"] == "fails" else "holds (no higher error)" if r["verdict"] == "holds" \
+            else "holds (no significant difference)"
+    claims.append(Claim(3, "... without higher test error", rows,
+                        "fails" if any(r["verdict"] == "fails" for r in rows) else "holds"))
+
+    dyn = {label: {r.seed: nll_dynamics(_log(r)) for r in runs} for label, runs in by.items()}
+    ce_dyn = {s: d for s, d in dyn["CE"].items() if d}
+    if ce_dyn:
+        rows = []
+        for key, what, want in (
+            ("nll_rise", "CE test NLL rise after the first lr drop (nats)", "positive"),
+            ("nll_incorrect_rise", "... of misclassified samples (nats)", "positive"),
+            ("nll_correct_rise", "... of correctly classified samples (nats)", "negative"),
+            ("entropy_incorrect_change", "CE entropy change of misclassified samples while the NLL rises (nats)",
+             "negative"),
+        ):
+            vals = {s: d[key] for s, d in ce_dyn.items() if not math.isnan(d[key])}
+            d = paired(vals, dict.fromkeys(vals, 0.0))
+            row = _row(what, d, want, scale=1.0, units="nats")
+            if key == "nll_correct_rise":  # the claim: the rise is not carried by the correct samples
+                row["verdict"] = {"holds": "holds (falls)", "not shown": "holds (no significant rise)",
+                                  "fails": "fails (it rises too)"}[d.verdict("negative")] if d.n >= 2 else row["verdict"]
+            rows.append(row)
+        claims.append(Claim(4, "CE's test NLL rises after the lr drop because of misclassified samples, while their "
+                               "entropy keeps falling", rows, _summary(rows)))
+
+        rows = []
+        order = [label for label in ("FL-1", "FL-2", "FL-3") if label in dyn]
+        chain = ["CE", *order]
+        for hi_label, lo_label in zip(chain, chain[1:]):
+            a = {s: d["nll_rise"] for s, d in dyn[lo_label].items() if d}
+            b = {s: d["nll_rise"] for s, d in dyn[hi_label].items() if d}
+            rows.append(_row(f"NLL rise, {lo_label} - {hi_label} (nats)", paired(a, b), "negative", 1.0, "nats"))
+        if rows:
+            claims.append(Claim(5, "Focal loss reduces that rise, ordered by gamma (FL-3 < FL-2 < FL-1 < CE)", rows,
+                                _summary(rows)))
+
+    rows = []
+    for f in focal:
+        early = paired(_per_seed(by[f], lambda r: weight_norms(r)[0]), _per_seed(ce, lambda r: weight_norms(r)[0]))
+        late = paired(_per_seed(by[f], lambda r: weight_norms(r)[1]), _per_seed(ce, lambda r: weight_norms(r)[1]))
+        rows.append(_row(f"{f} - CE, weight norm after epoch 1", early, "positive", 1.0, ""))
+        rows.append(_row(f"{f} - CE, weight norm after the last epoch", late, "negative", 1.0, ""))
+    if rows:
+        claims.append(Claim(6, "Last-layer weight norm: focal larger early, smaller than CE once CE over-fits", rows,
+                            _summary(rows)))
+
+    rows = []
+    for ood_set in tables.ood_sets:
+        for stage, words in (("before", "before TS"), ("after", "after TS")):
+            def auroc(r, s=ood_set, st=stage):
+                return r.ood["sets"][s]["detection"][st]["entropy"]["auroc"] if r.ood and s in r.ood["sets"] else math.nan
+
+            for f in focal:
+                a = {k: v for k, v in _per_seed(by[f], auroc).items() if not math.isnan(v)}
+                b = {k: v for k, v in _per_seed(ce, auroc).items() if not math.isnan(v)}
+                rows.append(_row(f"{f} - CE, entropy AUROC on {ood_set}, {words}", paired(a, b), "positive"))
+    if rows:
+        claims.append(Claim(7, "Focal loss has a higher OOD AUROC (softmax entropy) before and after TS", rows,
+                            _summary(rows)))
+    return claims
+
+
+def claims_markdown(claims: Sequence[Claim], n_seeds: int) -> str:
+    lines = [
+        "| # | claim | measured (mean difference over seeds, 95% interval) | verdict |",
+        "|---|---|---|---|",
+    ]
+    for c in claims:
+        first = True
+        for r in c.rows:
+            unit = f" {r['units']}" if r["units"] else ""
+            ci = "" if math.isnan(r["low"]) else f" [{r['low']:+.2f}, {r['high']:+.2f}]"
+            lines.append(
+                f"| {c.number if first else ''} | {c.text if first else ''} | {r['what']}: {r['mean']:+.2f}{unit}{ci} "
+                f"(n={r['n']}) | {r['verdict']} |"
+            )
+            first = False
+        lines.append(f"| | | **claim {c.number} overall** | **{c.summary}** |")
+    return "\n".join(lines)
+
+
+# -- the results page --------------------------------------------------------------------------------------
+SUMMARY_FILES = ("config.json", "report.json", "log.jsonl")
+
+
+def export_summaries(tables: Tables, dest) -> list:
+    """Copy each run's small files (config, report, log, and ood.json with the entropy ROC curves only) to
+    ``dest/<dataset>/<model>/<loss>/seed<N>``: enough to rebuild every table and figure of the page."""
+    import json
+    from pathlib import Path
+
+    from .._io import atomic_write_text
+
+    dest = Path(dest)
+    out = []
+    for runs in tables.groups.values():
+        for r in runs:
+            cfg = r.config
+            target = dest / cfg["dataset"] / cfg["model"] / r.path.parent.name / f"seed{r.seed}"
+            for name in SUMMARY_FILES:
+                atomic_write_text(target / name, (r.path / name).read_text())
+            if r.ood:
+                ood = json.loads(json.dumps(r.ood))
+                for entry in ood["sets"].values():
+                    entry["roc"] = {"entropy": entry["roc"]["entropy"]} if "roc" in entry else {}
+                atomic_write_text(target / "ood.json", json.dumps(ood, indent=1) + "\n")
+            out.append(target)
+    return out
+
+
+def _figures(tables: Tables, out) -> list[tuple[str, str]]:
+    """The paper's Figs. 2-7 from the (exported) runs; returns ``(file, caption)`` pairs."""
+    from ..engine import read_runs
+    from ..losses import g_factor, p_threshold
+    from ..plots import g_figure, nll_entropy_figure, nll_over_epochs_figure, save_figure, weight_norm_figure
+    from ..plots.dynamics import Curves
+    from .table import fig6, fig7
+
+    by = _by_label(tables)
+
+    def first_seed(labels):
+        runs = [min(by[label], key=lambda r: r.seed) for label in labels if label in by]
+        logs = read_runs([r.path for r in runs], [r.label for r in runs])
+        curves = []
+        for g in logs:
+            keys = {k for rec in g.records for k, v in rec.items() if isinstance(v, (int, float)) or v is None}
+            curves.append(Curves(g.label, g.epochs, {k: g.column(k) for k in keys}, tuple(g.lr_drops())))
+        return curves
+
+    figures = []
+    made = [
+        ("fig2_nll_entropy.png", nll_entropy_figure(first_seed(["CE", "FL-3"])),
+         "Fig. 2: NLL and entropy of correctly / incorrectly classified training and test samples (CE and FL-3, seed 1)"),
+        ("fig3_test_nll.png", nll_over_epochs_figure(first_seed(["CE", "FL-1", "FL-2", "FL-3"])),
+         "Fig. 3: test NLL per epoch, CE and focal loss with gamma 1, 2, 3 (seed 1)"),
+        ("fig5_weight_norm.png", weight_norm_figure(first_seed(["CE", "FL-3", "FLSD-53"])),
+         "Fig. 5: the last linear layer's weight norm per epoch (seed 1)"),
+        ("fig6_error_bars.png", fig6(tables), "Fig. 6: ECE, AdaECE and Classwise-ECE per loss with 95% intervals over seeds"),
+    ]
+    p = np.linspace(0, 1, 501)
+    gammas = (1.0, 2.0, 3.0, 4.0, 5.0)
+    made.insert(2, ("fig4_g.png", g_figure(p, {g: np.asarray(g_factor(p, g)) for g in gammas},
+                                           {g: p_threshold(g) for g in gammas}),
+                    "Fig. 4: g(p, gamma), the ratio of the focal to the CE last-layer gradient"))
+    for s in tables.ood_sets:
+        made.append((f"fig7_roc_{s.replace(':', '-')}.png", fig7(tables, s),
+                     f"Fig. 7: ROC curves of the softmax entropy, test split vs {s} (seed 1)"))
+    for name, fig, caption in made:
+        save_figure(fig, out / name)
+        figures.append((name, caption))
+    return figures
+
+
+def write_page(patterns: Sequence[str], out, *, title: str = "The paper's claims at CPU scale") -> dict[str, Any]:
+    """Export the runs' summaries to ``out/runs``, rebuild every number from them, and write ``out/claims.md``
+    (the page), ``out/claims.csv``, ``out/table.csv`` and the figures. Returns the pieces."""
+    import csv
+    import io
+    from pathlib import Path
+
+    from .._io import atomic_write_text
+    from .table import build, csv_rows, markdown
+
+    out = Path(out)
+    source = build(patterns, bootstrap=False)
+    export_summaries(source, out / "runs")
+    tables = build([str(out / "runs")], bootstrap=False)  # every number below comes from the export
+    claims = evaluate_claims(tables)
+    figures = _figures(tables, out)
+    ce = tables.groups[next(k for k in tables.groups if k[2] == "CE")][0]
+    cfg = ce.config
+    seeds = sorted({r.seed for runs in tables.groups.values() for r in runs})
+    precision = ce.report.get("training_precision") or {}
+
+    def csv_text(rows):
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+        return buf.getvalue()
+
+    claim_rows = [{"claim": c.number, **r} for c in claims for r in c.rows]
+    atomic_write_text(out / "claims.csv", csv_text(claim_rows))
+    atomic_write_text(out / "table.csv", csv_text(csv_rows(tables)))
+    page = "\n".join([
+        f"# {title}",
+        "",
+        f"Losses: {', '.join(k[2] for k in tables.groups)}; seeds {', '.join(map(str, seeds))} "
+        f"({len(seeds)} runs per loss). Regime (the `cpu` family, chosen by the rule in `docs/demo_budget.md`): "
+        f"`{cfg['model']}` on {cfg.get('train_size') or 'all'} CIFAR-10 training images "
+        f"({'with' if cfg.get('augment', True) else 'without'} augmentation), {cfg['epochs']} epochs, the paper's "
+        f"schedule scaled, {cfg.get('val_size')} validation images for the temperature, the full test split; "
+        f"trained in {'bfloat16 autocast' if precision.get('amp') else 'float32'} (chosen by measurement on this "
+        "machine; evaluation is float32).",
+        "",
+        "Regenerate everything on this page with `make claims` (the sweep, then `focalcal claims`). The numbers "
+        "come from the run summaries committed under `runs/` (config, log, report and OOD results of each run); "
+        "`focalcal table docs/claims/runs` rebuilds the tables from them.",
+        "",
+        "## The claims",
+        "",
+        "Each row is a paired difference over the same seeds with its 95% t-interval. **holds**: the interval lies "
+        "on the side the paper claims; **not shown**: it contains 0; **fails**: it lies on the other side. "
+        "Calibration errors and AUROC in percentage points.",
+        "",
+        claims_markdown(claims, len(seeds)),
+        "",
+        markdown(tables),
+        "## Figures",
+        "",
+        *[f"![{cap}]({name})\n\n*{cap}*\n" for name, cap in figures],
+    ])
+    atomic_write_text(out / "claims.md", page)
+    return {"tables": tables, "claims": claims, "figures": figures}

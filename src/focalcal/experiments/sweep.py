@@ -1,0 +1,288 @@
+"""Run an experiment family over seeds: skip finished runs, resume interrupted ones, run several at once.
+
+A sweep is a list of :class:`Job` (one experiment, one seed, one run folder ``<out>/<dataset>/<model>/
+<loss>/seed<N>``). Each job is a sequence of ordinary ``focalcal`` commands run as subprocesses, each step
+skipped when its output exists: ``train --resume`` (which also evaluates), ``evaluate`` if training
+finished but the report is missing, and ``ood`` for the family's OOD sets. Running the same sweep again
+therefore skips finished runs and resumes interrupted ones from their last checkpoint; a run folder used by
+another process (its lock is held) is reported and left alone.
+
+Where the jobs run is the launcher's business, never a scheduler of ours:
+
+- ``local``: up to ``jobs`` at once on this machine, from a thread pool; with GPUs each job gets one GPU of
+  ``gpus`` (``CUDA_VISIBLE_DEVICES``), on the CPU the cores are shared out (``OMP_NUM_THREADS``);
+  ``nproc > 1`` launches each run with ``torchrun`` (DistributedDataParallel over ``nproc`` processes);
+- ``slurm`` (and ``submitit-local``, the same code path on this machine): a job array through submitit;
+  a preempted or timed-out job requeues itself and resumes from its checkpoint.
+
+A job's subprocesses die with the sweep (Linux: ``PR_SET_PDEATHSIG``), so killing a sweep never leaves
+orphans holding run folders.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._io import atomic_write_text
+from ..engine import RunFolder
+from ..errors import ConfigError, RunLockedError
+from .presets import Experiment, family_experiments, load_family
+
+LAUNCHERS = ("local", "slurm", "submitit-local")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run of a sweep (picklable: it travels to cluster nodes)."""
+
+    experiment: str
+    seed: int
+    run_dir: str
+    ood: tuple[str, ...] = ()
+    overrides: dict[str, Any] = field(default_factory=dict)
+    nproc: int = 1
+    data_dir: str | None = None
+    device: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.experiment}/seed{self.seed}"
+
+
+@dataclass
+class JobResult:
+    name: str
+    run_dir: str
+    status: str  # "done" (already finished), "finished", "failed", "busy" (locked by another process)
+    seconds: float = 0.0
+    message: str = ""
+
+
+def plan(
+    family: str,
+    seeds: Sequence[int],
+    out: str | Path,
+    *,
+    only: dict[str, Sequence[str]] | None = None,
+    overrides: dict[str, Any] | None = None,
+    nproc: int = 1,
+    data_dir: str | None = None,
+    device: str | None = None,
+    ood: bool = True,
+) -> list[Job]:
+    """The jobs of ``family`` x ``seeds`` (optionally only some datasets/models/losses), in family order."""
+    load_family(family)
+    only = {k: list(v) for k, v in (only or {}).items()}
+    exps: list[Experiment] = [
+        e for e in family_experiments(family)
+        if all(getattr(e, {"loss": "loss_key"}.get(k, k)) in v for k, v in only.items())
+    ]
+    if not exps:
+        raise ConfigError(f"no experiment of family {family} matches {only}")
+    return [
+        Job(e.name, int(s), str(e.run_dir(out, int(s))), tuple(e.ood) if ood else (), dict(overrides or {}), nproc,
+            data_dir, device)
+        for e in exps
+        for s in seeds
+    ]
+
+
+def state(job: Job) -> str:
+    """``"done"`` (trained, evaluated and OOD-scored), ``"partial"`` (some of it), ``"new"``, or ``"busy"``."""
+    run = RunFolder(job.run_dir)
+    try:
+        with run.lock():
+            pass
+    except RunLockedError:
+        return "busy"
+    trained = (run / "final.pt").is_file()
+    if trained and run.has_report() and (run.has_ood() or not job.ood):
+        return "done"
+    return "partial" if run.has_checkpoint() else "new"
+
+
+# -- one job ---------------------------------------------------------------------------------------------
+def _cli(nproc: int) -> list[str]:
+    if nproc > 1:
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m",
+                "focalcal.cli.main"]
+    return [sys.executable, "-m", "focalcal.cli.main"]
+
+
+def _common(job: Job) -> list[str]:
+    args = []
+    if job.data_dir:
+        args += ["--data-dir", job.data_dir]
+    if job.device:
+        args += ["--device", job.device]
+    return args
+
+
+def commands(job: Job) -> list[list[str]]:
+    """The ``focalcal`` commands still needed to finish ``job`` (empty when it is done)."""
+    run = RunFolder(job.run_dir)
+    cmds = []
+    if not (run / "final.pt").is_file() or not run.has_report():
+        if (run / "final.pt").is_file():
+            cmds.append(_cli(job.nproc) + ["evaluate", job.run_dir] + _common(job))
+        else:
+            train = ["train", "--preset", job.experiment, "--seed", str(job.seed), "--out", job.run_dir, "--resume",
+                     "--no-progress"]
+            for key, value in job.overrides.items():
+                train += ["--set", f"{key}={value}"]
+            cmds.append(_cli(job.nproc) + train + _common(job))
+    if job.ood and not run.has_ood():
+        sets = [a for s in job.ood for a in ("--ood", s)]
+        cmds.append(_cli(1) + ["ood", job.run_dir, *sets] + _common(job))
+    return cmds
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def run_job(job: Job, env: dict[str, str] | None = None, log: Path | None = None) -> JobResult:
+    """Run what ``job`` still needs, in order; each command's output goes to ``log`` (appended)."""
+    t0 = time.perf_counter()
+    if state(job) == "busy":
+        return JobResult(job.name, job.run_dir, "busy", 0.0, "its run folder is in use by another process")
+    todo = commands(job)
+    if not todo:
+        return JobResult(job.name, job.run_dir, "done")
+    full_env = {**os.environ, **(env or {})}
+    preexec = _die_with_parent if sys.platform.startswith("linux") else None
+    for cmd in todo:
+        if log is not None:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with open(log, "a") as f:
+                f.write(f"$ {' '.join(cmd)}\n")
+                f.flush()
+                rc = subprocess.run(cmd, env=full_env, stdout=f, stderr=subprocess.STDOUT, preexec_fn=preexec).returncode
+        else:
+            rc = subprocess.run(cmd, env=full_env, preexec_fn=preexec).returncode
+        if rc != 0:
+            where = f"; see {log}" if log else ""
+            return JobResult(job.name, job.run_dir, "failed", time.perf_counter() - t0,
+                             f"`{' '.join(cmd[2:5])} ...` exited with status {rc}{where}")
+    return JobResult(job.name, job.run_dir, "finished", time.perf_counter() - t0)
+
+
+class JobRunner:
+    """The callable submitit runs on a node; ``checkpoint`` makes a preempted job requeue itself (the run then
+    resumes from its last checkpoint)."""
+
+    def __init__(self, logs: str):
+        self.logs = logs
+
+    def __call__(self, job: Job) -> JobResult:
+        return run_job(job, log=Path(self.logs) / f"{job.name.replace('/', '_')}.log")
+
+    def checkpoint(self, job: Job):
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(JobRunner(self.logs), job)
+
+
+# -- launchers -------------------------------------------------------------------------------------------
+def _log_path(out: Path, job: Job) -> Path:
+    return out / "logs" / f"{job.name.replace('/', '_')}.log"
+
+
+def run_local(
+    jobs: Sequence[Job],
+    out: str | Path,
+    *,
+    parallel: int = 1,
+    gpus: Sequence[str] = (),
+    echo: Callable[[str], None] = lambda _m: None,
+) -> list[JobResult]:
+    """Run ``jobs`` on this machine, ``parallel`` at once (one GPU each when ``gpus`` are given)."""
+    out = Path(out)
+    tokens: queue.Queue[str | None] = queue.Queue()
+    for slot in range(parallel):
+        tokens.put(gpus[slot % len(gpus)] if gpus else None)
+    cores = max(1, (os.cpu_count() or 1) // parallel)
+    lock = threading.Lock()
+
+    def one(job: Job) -> JobResult:
+        gpu = tokens.get()
+        try:
+            env = {"OMP_NUM_THREADS": str(cores)}
+            if gpu is not None:
+                env["CUDA_VISIBLE_DEVICES"] = gpu
+            with lock:
+                echo(f"start  {job.name}" + (f" on GPU {gpu}" if gpu is not None else ""))
+            result = run_job(job, env=env, log=_log_path(out, job))
+            with lock:
+                echo(f"{result.status:6s} {job.name} ({result.seconds:.0f}s) {result.message}")
+            return result
+        finally:
+            tokens.put(gpu)
+
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        return list(pool.map(one, jobs))
+
+
+def run_submitit(
+    jobs: Sequence[Job],
+    out: str | Path,
+    *,
+    cluster: str,
+    parallel: int,
+    timeout_min: int = 60 * 24,
+    partition: str | None = None,
+    gpus_per_job: int = 0,
+    cpus_per_job: int | None = None,
+    wait: bool = True,
+    echo: Callable[[str], None] = lambda _m: None,
+) -> list[JobResult]:
+    """Submit ``jobs`` as one submitit job array (``cluster``: ``"slurm"`` or ``"local"``)."""
+    try:
+        import submitit
+    except ImportError:
+        raise ConfigError("the slurm launchers need submitit: pip install 'focalcal[cluster]'") from None
+    out = Path(out)
+    executor = submitit.AutoExecutor(folder=str(out / "submitit" / "%j"), cluster=cluster)
+    params: dict[str, Any] = {"timeout_min": timeout_min, "slurm_array_parallelism": parallel, "name": "focalcal"}
+    if cluster == "slurm":
+        params.update({"slurm_partition": partition} if partition else {})
+        params.update({"gpus_per_node": gpus_per_job} if gpus_per_job else {})
+        params.update({"cpus_per_task": cpus_per_job} if cpus_per_job else {})
+    executor.update_parameters(**params)
+    runner = JobRunner(str(out / "logs"))
+    handles = executor.map_array(runner, list(jobs))
+    echo(f"submitted {len(handles)} jobs as array {handles[0].job_id.split('_')[0] if handles else '-'}")
+    if not wait:
+        return [JobResult(j.name, j.run_dir, "submitted", 0.0, f"submitit job {h.job_id}") for j, h in zip(jobs, handles)]
+    results = []
+    for job, h in zip(jobs, handles):
+        try:
+            results.append(h.result())
+        except Exception as exc:  # a failed node job: report it, keep collecting the others
+            results.append(JobResult(job.name, job.run_dir, "failed", 0.0, str(exc).splitlines()[-1][:200]))
+        echo(f"{results[-1].status:6s} {job.name} {results[-1].message}")
+    return results
+
+
+def write_summary(out: str | Path, results: Sequence[JobResult]) -> Path:
+    """``<out>/sweep.json``: every job's status (the sweep's own file; run folders are the runs')."""
+    import json
+
+    path = Path(out) / "sweep.json"
+    atomic_write_text(path, json.dumps([asdict(r) for r in results], indent=2) + "\n")
+    return path

@@ -1,0 +1,347 @@
+"""The paper's tables from run folders: one cell per (dataset, model, loss), mean and 95% interval over seeds.
+
+A cell's value is the mean over its runs (seeds) with a 95% Student-t interval
+``mean +- t(0.975, n-1) * sd / sqrt(n)``; a cell with one run shows that run's number exactly, with a
+bootstrap 95% interval over test samples (:func:`focalcal.metrics.bootstrap_ci`, 1,000 resamples of the saved
+test logits, seed 0) when the run folder has its ``logits.pt``. Every cell says how many runs it holds.
+
+Tables: test error, ECE, AdaECE, Classwise-ECE and NLL before and after temperature scaling, with the
+temperature (the report's main method); and, when runs have ``ood.json``, the entropy AUROC of each OOD set
+before and after temperature scaling. Errors and calibration errors are in %, NLL in nats.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from ..engine import RunFolder, TrainConfig
+from ..errors import InputError
+from ..losses import loss_label
+from ..metrics import bootstrap_ci
+from ..models import model_label
+
+#: (report key, column title, scale): errors and calibration errors in %, NLL in nats.
+METRICS = (
+    ("error", "Error", 100.0),
+    ("ece", "ECE", 100.0),
+    ("adaptive_ece", "AdaECE", 100.0),
+    ("classwise_ece", "Classwise-ECE", 100.0),
+    ("nll", "NLL", 1.0),
+)
+STAGES = ("before", "after")
+N_BOOT = 1000
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What the tables need from one run folder."""
+
+    path: Path
+    dataset: str
+    model: str
+    loss: str
+    loss_options: dict[str, Any]
+    seed: int
+    report: dict[str, Any]
+    ood: dict[str, Any] | None
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return loss_label(self.loss, self.loss_options)
+
+    @property
+    def temperature(self) -> float:
+        return float(self.report["temperature"][self.report["ts_method"]]["value"])
+
+
+@dataclass
+class Cell:
+    """A table cell: ``value`` (mean, or the single run's number), interval ``[low, high]`` (None when there is
+    none), ``n`` runs, and ``how`` the interval was made: ``"t"`` (over seeds) or ``"bootstrap"`` (one run)."""
+
+    value: float
+    low: float | None
+    high: float | None
+    n: int
+    how: str
+    values: list[float] = field(default_factory=list)
+
+
+def find_runs(patterns: Sequence[str]) -> tuple[list[Path], list[str]]:
+    """Run folders under the given paths or glob patterns (searched recursively for ``report.json``), and the
+    folders skipped (with why)."""
+    found, skipped = [], []
+    for pattern in patterns:
+        matches = sorted(glob.glob(pattern)) or ([pattern] if Path(pattern).exists() else [])
+        if not matches:
+            skipped.append(f"{pattern}: no such file or folder")
+        for m in matches:
+            p = Path(m)
+            if (p / "report.json").is_file():
+                found.append(p)
+            elif p.is_dir():
+                inner = sorted(r.parent for r in p.rglob("report.json"))
+                found += inner
+                if not inner:
+                    skipped.append(f"{p}: no evaluated run (no report.json) under it")
+    return sorted(dict.fromkeys(found)), skipped
+
+
+def read_result(path: Path) -> RunResult:
+    run = RunFolder(path)
+    report = run.read_report()
+    config = run.read_config()
+    return RunResult(path, report["dataset"], report["model"], report["loss"], dict(report.get("loss_options") or {}),
+                     int(config.get("seed", 0)), report, run.read_ood() if run.has_ood() else None, config)
+
+
+def _protocol(r: RunResult) -> str:
+    """Everything that defines the experiment except the seed (runs that differ only in it share a cell)."""
+    return json.dumps(TrainConfig.from_dict(r.config).replace(seed=0).protocol_dict(), sort_keys=True, default=str)
+
+
+def group(results: Iterable[RunResult]) -> dict[tuple[str, str, str], list[RunResult]]:
+    """Runs of the same experiment (same configuration up to the seed), keyed by (dataset, model, loss label)
+    in first-seen order, seeds sorted. Two experiments with the same label (e.g. other epochs) get the name
+    of their runs' parent folder appended to the label."""
+    by_protocol: dict[str, list[RunResult]] = {}
+    for r in results:
+        by_protocol.setdefault(_protocol(r), []).append(r)
+    labels = [(rs[0].dataset, rs[0].model, rs[0].label) for rs in by_protocol.values()]
+    out: dict[tuple[str, str, str], list[RunResult]] = {}
+    for key, runs in zip(labels, by_protocol.values()):
+        if labels.count(key) > 1:
+            key = (key[0], key[1], f"{key[2]} [{runs[0].path.parent.name}]")
+        out[key] = sorted(runs, key=lambda r: r.seed)
+    return out
+
+
+def t_cell(values: Sequence[float]) -> Cell:
+    v = np.asarray(values, dtype=float)
+    n = len(v)
+    mean = float(v.mean())
+    if n < 2:
+        return Cell(mean, None, None, n, "single", list(v))
+    half = float(stats.t.ppf(0.975, n - 1) * v.std(ddof=1) / math.sqrt(n))
+    return Cell(mean, mean - half, mean + half, n, "t", list(v))
+
+
+def _bootstrap(run: RunResult, key: str, stage: str) -> tuple[float, float] | None:
+    folder = RunFolder(run.path)
+    if not folder.has_logits():
+        return None
+    saved = folder.read_logits()
+    logits = saved["test_logits"].double()
+    if stage == "after":
+        logits = logits / run.temperature
+    metric = {"error": "error_rate", "ece": "ece", "adaptive_ece": "adaptive_ece", "classwise_ece": "classwise_ece",
+              "nll": "nll"}[key]
+    kw = {"n_bins": run.report["n_bins"]} if key in ("ece", "adaptive_ece", "classwise_ece") else {}
+    if key in ("ece", "classwise_ece"):
+        kw["closed"] = run.report.get("bin_closed", "left")
+    res = bootstrap_ci(metric, logits=logits, labels=saved["test_labels"], n_boot=N_BOOT, seed=0, **kw)
+    return res.low, res.high
+
+
+def metric_cell(runs: Sequence[RunResult], key: str, stage: str, *, bootstrap: bool = True) -> Cell:
+    """The cell of ``key`` (a report metric) ``before``/``after`` TS over ``runs`` (raw units: fractions/nats)."""
+    cell = t_cell([r.report["test"][stage][key] for r in runs])
+    if cell.n == 1 and bootstrap:
+        ci = _bootstrap(runs[0], key, stage)
+        if ci is not None:
+            cell.low, cell.high, cell.how = ci[0], ci[1], "bootstrap"
+    return cell
+
+
+def temperature_cell(runs: Sequence[RunResult]) -> Cell:
+    return t_cell([r.temperature for r in runs])
+
+
+def auroc_cell(runs: Sequence[RunResult], ood_set: str, stage: str, score: str = "entropy") -> Cell | None:
+    values = [r.ood["sets"][ood_set]["detection"][stage][score]["auroc"] for r in runs
+              if r.ood and ood_set in r.ood["sets"]]
+    return t_cell(values) if values else None
+
+
+@dataclass
+class Tables:
+    """The rows of the main and OOD tables, and the groups they came from."""
+
+    groups: dict[tuple[str, str, str], list[RunResult]]
+    main: list[dict[str, Any]]
+    ood: list[dict[str, Any]]
+    ood_sets: list[str]
+    skipped: list[str]
+
+
+def build(patterns: Sequence[str], *, bootstrap: bool = True) -> Tables:
+    """Read the runs under ``patterns`` and compute every cell."""
+    paths, skipped = find_runs(patterns)
+    if not paths:
+        raise InputError(
+            "no evaluated runs found under " + ", ".join(patterns) + ("; " + "; ".join(skipped) if skipped else "")
+        )
+    groups = group(read_result(p) for p in paths)
+    main, ood = [], []
+    ood_sets: list[str] = []
+    for (dataset, model, label), runs in groups.items():
+        row: dict[str, Any] = {"dataset": dataset, "model": model, "loss": label, "n": len(runs),
+                               "seeds": [r.seed for r in runs], "ts_method": runs[0].report["ts_method"]}
+        for key, _, _ in METRICS:
+            for stage in STAGES:
+                row[f"{key}_{stage}"] = metric_cell(runs, key, stage, bootstrap=bootstrap)
+        row["temperature"] = temperature_cell(runs)
+        main.append(row)
+        sets = list(dict.fromkeys(s for r in runs if r.ood for s in r.ood["sets"]))
+        ood_sets += [s for s in sets if s not in ood_sets]
+        if sets:
+            orow: dict[str, Any] = {"dataset": dataset, "model": model, "loss": label, "n": len(runs)}
+            for s in sets:
+                for stage in STAGES:
+                    orow[f"{s}_{stage}"] = auroc_cell(runs, s, stage)
+            ood.append(orow)
+    return Tables(groups, main, ood, ood_sets, skipped)
+
+
+# -- rendering ---------------------------------------------------------------------------------------------
+def _fmt(cell: Cell | None, scale: float, digits: int) -> str:
+    if cell is None:
+        return "-"
+    v = f"{cell.value * scale:.{digits}f}"
+    if cell.low is None:
+        return v
+    mark = "*" if cell.how == "bootstrap" else ""
+    return f"{v} [{cell.low * scale:.{digits}f}, {cell.high * scale:.{digits}f}]{mark}"
+
+
+def _columns() -> list[tuple[str, str, float, int]]:
+    cols = []
+    for key, title, scale in METRICS:
+        digits = 3 if key == "nll" else 2
+        cols += [(f"{key}_before", title + (" %" if scale == 100 else ""), scale, digits)]
+        if key != "error":  # the error does not change with the temperature
+            cols += [(f"{key}_after", f"{title}{' %' if scale == 100 else ''} (T)", scale, digits)]
+    return cols + [("temperature", "T", 1.0, 2)]
+
+
+def main_rows_text(tables: Tables) -> tuple[list[str], list[list[str]]]:
+    cols = _columns()
+    head = ["Dataset", "Model", "Loss", "n"] + [c[1] for c in cols]
+    rows = [[r["dataset"], model_label(r["model"]), r["loss"], str(r["n"])] + [_fmt(r[k], s, d) for k, _, s, d in cols]
+            for r in tables.main]
+    return head, rows
+
+
+def ood_rows_text(tables: Tables) -> tuple[list[str], list[list[str]]]:
+    head = ["Dataset", "Model", "Loss", "n"] + [f"{s} AUROC %{' (T)' if st == 'after' else ''}"
+                                                 for s in tables.ood_sets for st in STAGES]
+    rows = [[r["dataset"], model_label(r["model"]), r["loss"], str(r["n"])]
+            + [_fmt(r.get(f"{s}_{st}"), 100.0, 2) for s in tables.ood_sets for st in STAGES] for r in tables.ood]
+    return head, rows
+
+
+NOTE = (
+    "Mean over the n runs (seeds) with a 95% t-interval in brackets; for n = 1 the run's own number, with a "
+    "bootstrap 95% interval over test samples (marked *). Error and calibration errors in %, NLL in nats; "
+    "(T): after temperature scaling fitted on the validation split; T: the temperature."
+)
+
+
+def markdown(tables: Tables) -> str:
+    def md(head, rows):
+        return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+                         + ["| " + " | ".join(r) + " |" for r in rows])
+
+    parts = ["## Classification and calibration (test split)", "", md(*main_rows_text(tables)), "", NOTE, ""]
+    if tables.ood:
+        parts += ["## OOD detection: AUROC of the softmax entropy (OOD = positive)", "", md(*ood_rows_text(tables)),
+                  ""]
+    return "\n".join(parts)
+
+
+def _tex(s: str) -> str:
+    return s.replace("%", r"\%").replace("_", r"\_").replace("#", r"\#")
+
+
+def latex(tables: Tables) -> str:
+    out = []
+    for head, rows in (main_rows_text(tables), ood_rows_text(tables) if tables.ood else (None, None)):
+        if head is None:
+            continue
+        out += [r"\begin{tabular}{" + "l" * 3 + "r" * (len(head) - 3) + "}", r"\toprule",
+                " & ".join(_tex(h) for h in head) + r" \\", r"\midrule"]
+        out += [" & ".join(_tex(c) for c in r) + r" \\" for r in rows]
+        out += [r"\bottomrule", r"\end{tabular}", ""]
+    return "\n".join(out)
+
+
+def csv_rows(tables: Tables) -> list[dict[str, Any]]:
+    """One row per cell with full precision: the group, metric, stage, value, interval, n and method."""
+    rows = []
+    for r in tables.main:
+        for key, cell in r.items():
+            if isinstance(cell, Cell):
+                metric, _, stage = key.rpartition("_") if key != "temperature" else ("temperature", "", "")
+                rows.append({"dataset": r["dataset"], "model": r["model"], "loss": r["loss"], "table": "main",
+                             "metric": metric, "stage": stage, "value": cell.value, "low": cell.low,
+                             "high": cell.high, "n": cell.n, "interval": cell.how,
+                             "seeds": " ".join(map(str, r["seeds"]))})
+    for r in tables.ood:
+        for s in tables.ood_sets:
+            for st in STAGES:
+                cell = r.get(f"{s}_{st}")
+                if cell is not None:
+                    rows.append({"dataset": r["dataset"], "model": r["model"], "loss": r["loss"], "table": "ood",
+                                 "metric": f"auroc_entropy:{s}", "stage": st, "value": cell.value, "low": cell.low,
+                                 "high": cell.high, "n": cell.n, "interval": cell.how, "seeds": ""})
+    return rows
+
+
+# -- figures ---------------------------------------------------------------------------------------------
+def _point(cell: Cell, scale: float) -> tuple[float, float | None, float | None]:
+    return (cell.value * scale, None if cell.low is None else cell.low * scale,
+            None if cell.high is None else cell.high * scale)
+
+
+def fig6(tables: Tables):
+    """Error bars of ECE, AdaECE and Classwise-ECE per loss, before and after TS, one row per (dataset, model)."""
+    from ..plots import error_bar_figure
+
+    panels = []
+    by_model: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in tables.main:
+        by_model.setdefault((r["dataset"], r["model"]), []).append(r)
+    for (dataset, model), rows in by_model.items():
+        losses = [r["loss"] for r in rows]
+        for key, title, scale in METRICS[1:4]:
+            series = {"before TS": [_point(r[f"{key}_before"], scale) for r in rows],
+                      "after TS": [_point(r[f"{key}_after"], scale) for r in rows]}
+            panels.append((f"{dataset}, {model_label(model)}: {title} %", losses, series))
+    return error_bar_figure(panels, suptitle="Calibration errors with 95% intervals (Fig. 6)")
+
+
+def fig7(tables: Tables, ood_set: str, score: str = "entropy"):
+    """ROC curves (softmax entropy) of the first seed of every group on ``ood_set``, before and after TS."""
+    from ..plots import roc_comparison_figure
+
+    curves = []
+    for (dataset, model, label), runs in tables.groups.items():
+        r = next((r for r in runs if r.ood and ood_set in r.ood["sets"] and "roc" in r.ood["sets"][ood_set]), None)
+        if r is None:
+            continue
+        roc = r.ood["sets"][ood_set]["roc"][score]
+        curves.append((f"{label} ({model_label(model)}, seed {r.seed})",
+                       {st: (roc[st]["fpr"], roc[st]["tpr"]) for st in STAGES}))
+    if not curves:
+        raise InputError(f"no run has ROC curves for {ood_set!r} (score the runs with `focalcal ood`)")
+    return roc_comparison_figure(curves, suptitle=f"ROC, {score} score: test split vs {ood_set} (Fig. 7)")
