@@ -3,7 +3,7 @@
 (a) the engine: uint8 data on the training device, batch augmentation there, fused normalisation,
     vectorised FLSD-53, no host-device sync inside the step; fp32 and bfloat16-autocast variants, with and
     without channels_last, and torch.compile with ``--compile``;
-(b) the baseline (benchmarks/baseline_pipeline.py): per-sample PIL transforms in a DataLoader, float32,
+(b) the baseline (focalcal.engine.baseline): per-sample PIL transforms in a DataLoader, float32,
     FLSD-53 gamma picked per sample in a Python loop, as the paper's original code.
 
 Every row is timed once per round, ``--repeats`` rounds (so a slow spell of a shared machine hits all rows
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,11 +31,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from focalcal.data import DataError, ImageData, load_dataset, make_splits
 from focalcal.data.splits import DataSplits
 from focalcal.engine import TrainConfig, Trainer
+from focalcal.engine.baseline import standard_loader, train_steps
 from focalcal.engine.device import bf16_is_fast, resolve_device
 from focalcal.models import build_model
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from baseline_pipeline import standard_loader, train_steps  # noqa: E402
 
 
 def matmul_rate(device: torch.device, dtype: torch.dtype) -> float:
@@ -86,7 +83,7 @@ def engine_timer(model_name, data, device, *, amp, channels_last, compile_=False
         channels_last=channels_last,
         compile=compile_,
         dynamics_train_size=0,
-        dynamics_test=False,
+        dynamics_test_size=0,
     )
     trainer = Trainer(cfg, Path("/tmp/focalcal-bench-run"), data=data, progress=False)
     if compile_ and not trainer.compiled:

@@ -114,3 +114,21 @@ def test_two_process_gloo_sync():
     _assert_same(r1["synced"], full)
     _assert_same(r0["local"], calibration_summary(logits=z[:300], labels=y[:300], n_bins=10))
     _assert_same(r1["local"], calibration_summary(logits=z[300:], labels=y[300:], n_bins=10))
+
+
+@pytest.mark.parametrize("closed", ["left", "right"])
+def test_both_bin_rules_stream_to_the_functional_values(closed):
+    from focalcal.metrics import CalibrationAccumulator, calibration_summary
+
+    g = torch.Generator().manual_seed(3)
+    k = 5
+    labels = torch.randint(0, k, (900,), generator=g)
+    # probabilities on a 1/15 grid: many values sit exactly on bin edges, where the two rules differ
+    probs = torch.randint(0, 15, (900, k), generator=g).double() + 1
+    probs = probs / probs.sum(1, keepdim=True)
+    acc = CalibrationAccumulator(15, k, closed=closed)
+    for s in range(0, 900, 200):
+        acc.update(probs=probs[s : s + 200], labels=labels[s : s + 200])
+    got, ref = acc.compute(), calibration_summary(probs=probs, labels=labels, closed=closed)
+    for key in ("ece", "classwise_ece", "mce", "nll", "brier", "error", "adaptive_ece"):
+        assert got[key] == pytest.approx(ref[key], rel=1e-9, abs=1e-12), key

@@ -17,6 +17,7 @@ file                           content                                          
 ``ood.json`` / ``ood.md``      OOD detection and calibration under shift                        ood
 ``ood_roc_<score>.png``        ROC curves                                                       ood
 ``tensorboard/``               TensorBoard event files (``--tensorboard``)                      train
+``wandb/``                     Weights & Biases files (``--wandb``; offline runs stay here)     train
 ``.lock``                      held by the process using the folder                             any
 =============================  ==============================================================  ===============
 
@@ -36,6 +37,7 @@ import io
 import json
 import os
 import pickle
+import shutil
 import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -59,6 +61,7 @@ OOD = Path("ood.json")
 OOD_MD = Path("ood.md")
 LOCK = Path(".lock")
 TENSORBOARD = Path("tensorboard")
+WANDB = Path("wandb")
 
 #: Files derived from the trained model (evaluation, OOD); a new training run removes them.
 DERIVED_GLOBS = ("report.json", "report.md", "logits.pt", "reliability_*.png", "ood.json", "ood.md", "ood_roc_*.png")
@@ -323,11 +326,9 @@ class RunFolder:
         for rel in (CHECKPOINT, FINAL, LOG, LOG_CSV, CONFIG, PROVENANCE):
             (self.path / rel).unlink(missing_ok=True)
         self.clear_derived()
-        tb = self.path / TENSORBOARD
-        if tb.is_dir():
-            for p in sorted(tb.rglob("*"), reverse=True):
-                p.unlink() if p.is_file() else p.rmdir()
-            tb.rmdir()
+        for folder in (TENSORBOARD, WANDB):
+            if (self.path / folder).is_dir():
+                shutil.rmtree(self.path / folder)
 
     def clear_derived(self) -> None:
         for pattern in DERIVED_GLOBS:

@@ -30,7 +30,7 @@ from torch import Tensor
 
 from ..errors import InputError
 from ..validation import check_binning, check_closed, check_n_bins, check_norm
-from .kernel import equal_width_edges, equal_width_index
+from .kernel import equal_width_edges, equal_width_index, scan
 
 
 @dataclass(frozen=True)
@@ -268,8 +268,6 @@ def reliability_bins(
         ValueError: on bad shapes, labels outside ``[0, K)``, NaN/inf, un-normalised or negative probs,
             ``n_bins < 1``, empty input, or both/neither of ``logits``/``probs``.
     """
-    from .kernel import scan
-
     n_bins = check_n_bins(n_bins)
     check_binning(binning)
     check_closed(closed)

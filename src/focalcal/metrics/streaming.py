@@ -22,9 +22,33 @@ import torch
 from torch import Tensor
 
 from ..errors import InputError
-from ..validation import check_labels, check_n_bins, pick_scores
+from ..validation import check_closed, check_labels, check_n_bins, pick_scores
 from .binning import BinStats, bin_stats, bin_sums
-from .kernel import scan_tensor
+from .kernel import equal_width_edges, scan_tensor
+
+
+def equal_width_bin_stats(
+    counts: Tensor, sum_conf: Tensor, sum_acc: Tensor, conf_dtype: torch.dtype, closed: str = "left"
+) -> BinStats:
+    """:class:`BinStats` from equal-width per-bin sums accumulated over batches (and processes).
+
+    Args:
+        counts: ``[n_bins]`` int64 samples per bin; sum_conf, sum_acc: ``[n_bins]`` float64 sums of the
+            top-label confidence and of correctness per bin (as :func:`~focalcal.metrics.binning.bin_sums`
+            returns them).
+        conf_dtype: dtype the confidences were binned in; the edges are ``linspace(0, 1)`` in it, as there.
+        closed: the equal-width bin rule the sums were binned with.
+    """
+    denom = counts.clamp(min=1).double()
+    edges = equal_width_edges(int(counts.shape[0]), conf_dtype).double()
+    return BinStats(
+        edges.numpy(),
+        counts.cpu().numpy(),
+        (sum_conf / denom).cpu().numpy(),
+        (sum_acc / denom).cpu().numpy(),
+        "equal_width",
+        closed,
+    )
 
 
 class CalibrationAccumulator:
@@ -35,6 +59,7 @@ class CalibrationAccumulator:
         num_classes: K; None takes the width of the first batch (never inferred from labels).
         store_confidences: keep per-sample confidences for AdaECE (O(N) memory); without them
             ``compute()`` has no ``adaptive_ece`` key.
+        closed: the equal-width bin rule, ``"left"`` ``[lo, hi)`` or ``"right"`` ``(lo, hi]``.
 
     Example::
 
@@ -44,8 +69,11 @@ class CalibrationAccumulator:
         metrics = acc.compute()  # same keys as calibration_summary
     """
 
-    def __init__(self, n_bins: int = 15, num_classes: int | None = None, *, store_confidences: bool = True):
+    def __init__(
+        self, n_bins: int = 15, num_classes: int | None = None, *, store_confidences: bool = True, closed: str = "left"
+    ):
         self.n_bins = check_n_bins(n_bins)
+        self.closed = check_closed(closed)
         if num_classes is not None and (isinstance(num_classes, bool) or int(num_classes) < 2):
             raise InputError(f"num_classes must be an integer >= 2; got {num_classes!r}")
         self.num_classes = None if num_classes is None else int(num_classes)
@@ -78,11 +106,11 @@ class CalibrationAccumulator:
             raise InputError(f"batch has {k} classes but the accumulator has num_classes={self.num_classes}")
         y = check_labels(labels, b, k, scores.device)
         sc = scan_tensor(scores, y, from_logits=from_logits, need_nll=True, need_brier=True,
-                         classwise_bins=self.n_bins)
+                         classwise_bins=self.n_bins, closed=self.closed)
         if self._conf_dtype is None:
             self._conf_dtype = sc.confidence.dtype
         conf = sc.confidence.to(self._conf_dtype)
-        _, counts, sum_conf, sum_acc = bin_sums(conf, sc.correct, self.n_bins, "equal_width")
+        _, counts, sum_conf, sum_acc = bin_sums(conf, sc.correct, self.n_bins, "equal_width", self.closed)
         counts, sum_conf, sum_acc, cw = counts.cpu(), sum_conf.cpu(), sum_acc.cpu(), sc.classwise_diff.cpu()
         if self._counts is None:
             self._counts, self._sum_conf, self._sum_acc, self._cw = counts, sum_conf, sum_acc, cw
@@ -122,7 +150,9 @@ class CalibrationAccumulator:
         All ranks must call it (it is a collective), with the same ``n_bins`` and ``num_classes``.
         Works with gloo (CPU tensors) and NCCL (tensors moved to the current CUDA device).
         """
-        out = CalibrationAccumulator(self.n_bins, self.num_classes, store_confidences=self.store_confidences)
+        out = CalibrationAccumulator(
+            self.n_bins, self.num_classes, store_confidences=self.store_confidences, closed=self.closed
+        )
         out._conf_dtype = self._conf_dtype
         dist = torch.distributed
         if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
@@ -164,10 +194,9 @@ class CalibrationAccumulator:
         if st.n_samples == 0:
             raise InputError("no samples accumulated yet: call update() first")
         if binning == "equal_width":
-            denom = st._counts.clamp(min=1).double()
-            edges = torch.linspace(0, 1, self.n_bins + 1, dtype=st._conf_dtype or torch.float32).double()
-            return BinStats(edges.numpy(), st._counts.numpy(), (st._sum_conf / denom).numpy(),
-                            (st._sum_acc / denom).numpy(), "equal_width")
+            return equal_width_bin_stats(
+                st._counts, st._sum_conf, st._sum_acc, st._conf_dtype or torch.float32, self.closed
+            )
         if binning != "equal_mass":
             raise InputError(f"binning must be one of 'equal_width', 'equal_mass'; got {binning!r}")
         if not self.store_confidences:

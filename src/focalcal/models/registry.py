@@ -21,10 +21,13 @@ from ..registry import Entry, Registry
 from ..validation import check_num_classes
 from .cifar_resnet import BottleneckResNet, ThinResNet
 from .densenet import DenseNet
+from .external import add_external_resolvers
 from .wide_resnet import WideResNet
 
-#: Every registered model; ``register_model`` adds one.
+#: Every registered model; ``register_model`` adds one. ``timm:NAME`` and ``torchvision:NAME`` are resolved
+#: by :mod:`focalcal.models.external`.
 MODELS = Registry("model")
+add_external_resolvers(MODELS)
 
 
 def register_model(

@@ -14,10 +14,10 @@ from .dynamics import (
     nll_over_epochs_figure,
     weight_norm_figure,
 )
-from .reliability import reliability_diagram, reliability_grid
+from .reliability import reliability_grid
 from .roc import roc_figure, roc_grid
 from .save import save_figure
-from .sheet import analysis_sheet, reliability_into
+from .sheet import analysis_sheet
 
 __all__ = [
     "Curves",
@@ -28,9 +28,7 @@ __all__ = [
     "g_figure",
     "nll_entropy_figure",
     "nll_over_epochs_figure",
-    "reliability_diagram",
     "reliability_grid",
-    "reliability_into",
     "roc_comparison_figure",
     "roc_figure",
     "roc_grid",

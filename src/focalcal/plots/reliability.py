@@ -70,20 +70,6 @@ def _draw(ax_top: Axes, ax_hist: Axes, bins, title: str | None, metrics: Mapping
     ax_hist.set_ylabel("fraction")
 
 
-def reliability_diagram(
-    bins, *, title: str | None = None, metrics: Mapping[str, float] | None = None
-) -> Figure:
-    """One reliability diagram with its confidence histogram.
-
-    Args:
-        bins: a ``BinStats`` (fields ``edges [B+1], counts [B], mean_confidence [B], accuracy [B]``).
-        title: panel title.
-        metrics: optional fractions to print in the panel (keys ``ece, adaptive_ece, classwise_ece, mce,
-            error``), shown in %.
-    """
-    return reliability_grid([(title, bins, metrics)])
-
-
 def reliability_grid(
     panels: Sequence[tuple[str | None, object, Mapping[str, float] | None]],
     *,

@@ -5,23 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from matplotlib.figure import Figure, SubFigure
+from matplotlib.figure import Figure
 
-from ..errors import InputError
 from .dynamics import Curves, g_figure, nll_entropy_figure, nll_over_epochs_figure, weight_norm_figure
 from .reliability import reliability_grid
 
 Panel = tuple[str | None, object, Mapping[str, float] | None]
-
-
-def reliability_into(fig: Figure | SubFigure, panels: Sequence[Panel]) -> Figure | SubFigure:
-    """Draw reliability diagrams (as :func:`focalcal.plots.reliability_grid`, one row) into ``fig``.
-
-    ``panels`` is a list of ``(title, BinStats, metrics)``. Raises ``ValueError`` when it is empty.
-    """
-    if not panels:
-        raise InputError("reliability_into needs at least one panel")
-    return reliability_grid(panels, fig=fig)
 
 
 def analysis_sheet(curves: Sequence[Curves], *, p: np.ndarray, g_values: Mapping[float, np.ndarray],
@@ -48,7 +37,7 @@ def analysis_sheet(curves: Sequence[Curves], *, p: np.ndarray, g_values: Mapping
     g_figure(p, g_values, thresholds, fig=centre)
     weight_norm_figure(curves, fig=right)
     if reliability:
-        reliability_into(bottom[0], reliability)
+        reliability_grid(reliability, fig=bottom[0])
         bottom[0].suptitle("Reliability diagrams on the test split, before / after temperature scaling "
                            "(Fig. 1)", fontsize=11)
     return fig

@@ -2,8 +2,9 @@
 
 torchvision-style per-sample PIL transforms (RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor,
 Normalize) through a DataLoader, float32, and FLSD-53 with gamma picked per sample in a Python loop with one
-``.item()`` device sync per sample, as the paper's original code does. Used by
-``benchmarks/train_throughput.py`` and by the correctness guard ``tests/engine/test_engine_vs_baseline.py``.
+``.item()`` device sync per sample, as the paper's original code does. It is the speed baseline of
+``benchmarks/train_throughput.py`` and ``benchmarks/gpu_check.py`` and the independent reference of the
+correctness guard ``tests/engine/test_engine_vs_baseline.py``; the engine never uses it.
 """
 
 from __future__ import annotations

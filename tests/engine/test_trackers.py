@@ -1,0 +1,84 @@
+"""Runs where people look: log.csv always, TensorBoard and Weights & Biases (offline) when asked."""
+
+import csv
+import json
+
+import pytest
+
+from focalcal.cli.main import main
+
+
+def _train(cifar_subset_root, run, *extra):
+    args = ["train", "--dataset", "imagefolder", "--data-dir", str(cifar_subset_root / "cifar10"), "--loss", "ce",
+            "--epochs", "2", "--train-size", "128", "--val-size", "64", "--test-size", "64", "--batch-size", "64",
+            "--dynamics-train-size", "32", "--dynamics-test-size", "32", "--no-amp", "--no-channels-last",
+            "--out", str(run), "--no-progress", "--device", "cpu", *extra]
+    assert main(args) == 0
+
+
+def test_log_csv_holds_the_same_numbers_as_log_jsonl(cifar_subset_root, tmp_path):
+    run = tmp_path / "r"
+    _train(cifar_subset_root, run, "--no-eval")
+    records = [json.loads(s) for s in (run / "log.jsonl").read_text().splitlines()]
+    rows = list(csv.DictReader(open(run / "log.csv")))
+    assert len(rows) == len(records) == 2
+    for rec, row in zip(records, rows):
+        for key in ("epoch", "train_loss", "val_nll", "val_ece", "test_nll", "fc_weight_norm"):
+            assert float(row[key]) == pytest.approx(rec[key], rel=1e-12), key
+
+
+def test_tensorboard_event_files_hold_every_epoch_and_the_evaluation(cifar_subset_root, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "r"
+    _train(cifar_subset_root, run, "--tensorboard")
+    ea = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0, "images": 0})
+    ea.Reload()
+    records = [json.loads(s) for s in (run / "log.jsonl").read_text().splitlines()]
+    val_nll = [(e.step, e.value) for e in ea.Scalars("val_nll")]
+    assert val_nll == [(r["epoch"], pytest.approx(r["val_nll"], rel=1e-6)) for r in records]
+    report = json.loads((run / "report.json").read_text())
+    assert ea.Scalars("test_after_ts/ece")[-1].value == pytest.approx(report["test"]["after"]["ece"], rel=1e-6)
+    assert {"reliability_before", "reliability_after"} <= set(ea.Tags()["images"])
+
+
+def test_wandb_offline_receives_every_epoch_and_the_reliability_diagrams(cifar_subset_root, tmp_path, monkeypatch):
+    import wandb
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    logged = []
+    real = wandb.sdk.wandb_run.Run.log
+
+    def spy(self, data, *a, **k):
+        logged.append((k.get("step"), dict(data)))
+        return real(self, data, *a, **k)
+
+    monkeypatch.setattr(wandb.sdk.wandb_run.Run, "log", spy)
+    run = tmp_path / "r"
+    _train(cifar_subset_root, run, "--wandb", "focalcal-test")
+    records = [json.loads(s) for s in (run / "log.jsonl").read_text().splitlines()]
+    epochs = [(step, d) for step, d in logged if "val_nll" in d]
+    assert [s for s, _ in epochs] == [1, 2]
+    assert [d["val_nll"] for _, d in epochs] == pytest.approx([r["val_nll"] for r in records], rel=1e-12)
+    final = logged[-1][1]
+    assert isinstance(final["reliability_after"], wandb.Image) and "test_after_ts/ece" in final
+    assert list((run / "wandb").glob("offline-run-*"))  # written offline into the run folder, nothing sent
+
+
+def test_a_missing_tracker_package_is_one_line(cifar_subset_root, tmp_path, monkeypatch, capsys):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_tensorboard(name, *a, **k):
+        if name.startswith("torch.utils.tensorboard"):
+            raise ImportError("no tensorboard")
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
+    rc = main(["train", "--dataset", "imagefolder", "--data-dir", str(cifar_subset_root / "cifar10"), "--epochs", "1",
+               "--train-size", "64", "--val-size", "32", "--out", str(tmp_path / "r"), "--tensorboard",
+               "--no-progress", "--no-eval", "--device", "cpu", "--no-amp", "--no-channels-last"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "pip install tensorboard" in err and "Traceback" not in err
