@@ -35,7 +35,8 @@ bench: setup
 	$(BIN)/python benchmarks/train_throughput.py
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks experiments
+	$(BIN)/ruff format --check src tests benchmarks experiments
 
 clean:
 	rm -rf runs .pytest_cache

@@ -76,11 +76,15 @@ def main() -> None:
         tr.append(train_step())
         ev.append(eval_step())
     t_train, t_eval = sorted(tr)[len(tr) // 2], sorted(ev)[len(ev) // 2]
-    print(f"# {args.model} on {device}: training {prec.amp and 'bf16' or 'fp32'}"
-          f"{' + channels_last' if prec.channels_last else ''} ({prec.reason}); evaluation fp32"
-          f"{' + channels_last' if ecl else ''}")
-    print(f"# seconds per image: training step {t_train * 1e3:.2f} ms, evaluation forward {t_eval * 1e3:.2f} ms "
-          f"(ratio {t_train / t_eval:.2f})")
+    print(
+        f"# {args.model} on {device}: training {prec.amp and 'bf16' or 'fp32'}"
+        f"{' + channels_last' if prec.channels_last else ''} ({prec.reason}); evaluation fp32"
+        f"{' + channels_last' if ecl else ''}"
+    )
+    print(
+        f"# seconds per image: training step {t_train * 1e3:.2f} ms, evaluation forward {t_eval * 1e3:.2f} ms "
+        f"(ratio {t_train / t_eval:.2f})"
+    )
     print(f"{'dynamics_train_size':>20s} {'dynamics_test_size':>19s} {'eval images':>12s} {'share of epoch':>15s}")
     for dyn_train, dyn_test in ((2000, 10_000), (2000, 2000), (1000, 1000), (0, 0)):
         n_eval = VAL + dyn_train + dyn_test

@@ -63,23 +63,33 @@ def section_device(device: torch.device) -> dict:
     return info
 
 
-def section_throughput(device: torch.device, models, steps: int, rounds: int, compile_: bool, workers: int,
-                       peaks: dict) -> list[dict]:
+def section_throughput(
+    device: torch.device, models, steps: int, rounds: int, compile_: bool, workers: int, peaks: dict
+) -> list[dict]:
     rows = []
     for name in models:
         fpi = flops_per_image(name)
         data = get_data(steps * 128)
-        timers = [("baseline: PIL DataLoader, fp32, loop FLSD", "fp32",
-                   baseline_timer(name, data, device, num_workers=workers)),
-                  ("engine: fp32 eager", "fp32", engine_timer(name, data, device, amp=False, channels_last=False)),
-                  ("engine: bf16 + channels_last", "bf16", engine_timer(name, data, device, amp=True, channels_last=True))]
+        timers = [
+            (
+                "baseline: PIL DataLoader, fp32, loop FLSD",
+                "fp32",
+                baseline_timer(name, data, device, num_workers=workers),
+            ),
+            ("engine: fp32 eager", "fp32", engine_timer(name, data, device, amp=False, channels_last=False)),
+            ("engine: bf16 + channels_last", "bf16", engine_timer(name, data, device, amp=True, channels_last=True)),
+        ]
         if compile_:
             try:
-                timers.append(("engine: bf16 + channels_last + compile", "bf16",
-                               engine_timer(name, data, device, amp=True, channels_last=True, compile_=True)))
+                timers.append(
+                    (
+                        "engine: bf16 + channels_last + compile",
+                        "bf16",
+                        engine_timer(name, data, device, amp=True, channels_last=True, compile_=True),
+                    )
+                )
             except RuntimeError as exc:
-                rows.append({"model": name, "pipeline": "engine: bf16 + channels_last + compile",
-                             "skipped": str(exc)})
+                rows.append({"model": name, "pipeline": "engine: bf16 + channels_last + compile", "skipped": str(exc)})
         rates = {label: [] for label, _, _ in timers}
         for _ in range(rounds):
             for label, _, timed in timers:
@@ -87,18 +97,38 @@ def section_throughput(device: torch.device, models, steps: int, rounds: int, co
         base = max(rates[timers[0][0]])
         for label, precision, _ in timers:
             r = sorted(rates[label])[len(rates[label]) // 2]
-            peak = peaks["tf32" if precision == "fp32" and "tf32" in peaks and torch.backends.cudnn.allow_tf32
-                         else precision]
-            rows.append({"model": name, "pipeline": label, "images_per_s": r, "vs_baseline": r / base,
-                         "gflop_per_image": fpi / 1e9, "mfu": r * fpi / (peak * 1e12)})
+            peak = peaks[
+                "tf32" if precision == "fp32" and "tf32" in peaks and torch.backends.cudnn.allow_tf32 else precision
+            ]
+            rows.append(
+                {
+                    "model": name,
+                    "pipeline": label,
+                    "images_per_s": r,
+                    "vs_baseline": r / base,
+                    "gflop_per_image": fpi / 1e9,
+                    "mfu": r * fpi / (peak * 1e12),
+                }
+            )
     return rows
 
 
 def section_tests(device: torch.device) -> dict:
     if device.type != "cuda":
         return {"skipped": "no CUDA device: the CUDA-only tests need one"}
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/losses/test_loss_stability.py",
-           "tests/engine/test_precision.py", "tests/engine/test_engine_vs_baseline.py", "-k", "cuda or CUDA"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "tests/losses/test_loss_stability.py",
+        "tests/engine/test_precision.py",
+        "tests/engine/test_engine_vs_baseline.py",
+        "-k",
+        "cuda or CUDA",
+    ]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     tail = (proc.stdout.strip().splitlines() or ["(no output)"])[-1]
@@ -111,10 +141,31 @@ def section_real_run(device: torch.device, model: str, seconds: float, epoch_sec
     out = []
     for loss in ("ce", "flsd53"):
         with tempfile.TemporaryDirectory() as tmp:
-            cmd = [sys.executable, "-m", "focalcal.cli.main", "train", "--preset", "paper", "--dataset", "cifar10",
-                   "--model", model, "--loss", loss, "--epochs", str(epochs), "--set", "milestones=null",
-                   "--out", str(Path(tmp) / "run"), "--no-progress", "--device", str(device),
-                   "--dynamics-every", str(max(1, epochs // 4))]
+            cmd = [
+                sys.executable,
+                "-m",
+                "focalcal.cli.main",
+                "train",
+                "--preset",
+                "paper",
+                "--dataset",
+                "cifar10",
+                "--model",
+                model,
+                "--loss",
+                loss,
+                "--epochs",
+                str(epochs),
+                "--set",
+                "milestones=null",
+                "--out",
+                str(Path(tmp) / "run"),
+                "--no-progress",
+                "--device",
+                str(device),
+                "--dynamics-every",
+                str(max(1, epochs // 4)),
+            ]
             if tiny:
                 cmd += ["--train-size", "256", "--val-size", "128", "--test-size", "256", "--batch-size", "64"]
             t0 = time.perf_counter()
@@ -124,9 +175,19 @@ def section_real_run(device: torch.device, model: str, seconds: float, epoch_sec
                 continue
             rep = json.loads((Path(tmp) / "run" / "report.json").read_text())
         b, a = rep["test"]["before"], rep["test"]["after"]
-        out.append({"loss": loss, "model": model, "epochs": epochs, "seconds": time.perf_counter() - t0,
-                    "error": b["error"], "ece_before": b["ece"], "ece_after": a["ece"],
-                    "temperature": rep["temperature"][rep["ts_method"]]["value"], "ts_method": rep["ts_method"]})
+        out.append(
+            {
+                "loss": loss,
+                "model": model,
+                "epochs": epochs,
+                "seconds": time.perf_counter() - t0,
+                "error": b["error"],
+                "ece_before": b["ece"],
+                "ece_after": a["ece"],
+                "temperature": rep["temperature"][rep["ts_method"]]["value"],
+                "ts_method": rep["ts_method"],
+            }
+        )
     return out
 
 
@@ -147,29 +208,49 @@ def projection(rows: list[dict]) -> dict:
 def markdown(report: dict) -> str:
     d = report["device"]
     rates = ", ".join(f"{k} {v:.1f}" for k, v in d["matmul_tflops"].items())
-    lines = [f"## GPU check: {d['device']}", "",
-             f"torch {d['torch']}, CUDA {d['cuda']}, cuDNN {d['cudnn']}; measured matmul TFLOP/s: {rates}", "",
-             "| model | pipeline | images/s | vs baseline | GFLOP/img | MFU |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"## GPU check: {d['device']}",
+        "",
+        f"torch {d['torch']}, CUDA {d['cuda']}, cuDNN {d['cudnn']}; measured matmul TFLOP/s: {rates}",
+        "",
+        "| model | pipeline | images/s | vs baseline | GFLOP/img | MFU |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in report["throughput"]:
         if "skipped" in r:
             lines.append(f"| {r['model']} | {r['pipeline']} | skipped: {r['skipped']} | | | |")
         else:
-            lines.append(f"| {r['model']} | {r['pipeline']} | {r['images_per_s']:.0f} | {r['vs_baseline']:.2f}x | "
-                         f"{r['gflop_per_image']:.2f} | {100 * r['mfu']:.0f}% |")
+            lines.append(
+                f"| {r['model']} | {r['pipeline']} | {r['images_per_s']:.0f} | {r['vs_baseline']:.2f}x | "
+                f"{r['gflop_per_image']:.2f} | {100 * r['mfu']:.0f}% |"
+            )
     t = report["tests"]
-    lines += ["", f"CUDA-only tests: {t.get('summary') or t.get('skipped')}", "",
-              "| run | epochs | seconds | error % | ECE % before -> after TS (T) |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        f"CUDA-only tests: {t.get('summary') or t.get('skipped')}",
+        "",
+        "| run | epochs | seconds | error % | ECE % before -> after TS (T) |",
+        "|---|---|---|---|---|",
+    ]
     for r in report["real_run"]:
         if "epochs" in r:
-            lines.append(f"| {r['model']} {r['loss']} | {r['epochs']} | {r['seconds']:.0f} | {100 * r['error']:.2f} | "
-                         f"{100 * r['ece_before']:.2f} -> {100 * r['ece_after']:.2f} ({r['temperature']:.2f}) |")
+            lines.append(
+                f"| {r['model']} {r['loss']} | {r['epochs']} | {r['seconds']:.0f} | {100 * r['error']:.2f} | "
+                f"{100 * r['ece_before']:.2f} -> {100 * r['ece_after']:.2f} ({r['temperature']:.2f}) |"
+            )
         else:
             lines.append(f"| {r['loss']} | failed: {r['error']} | | | |")
     p = report["projection"]
-    lines += ["", "Projected (training steps only, at the best measured engine rate): one 350-epoch run "
-              + ", ".join(f"{m} {h:.1f} h" for m, h in p["one_run_hours"].items())
-              + (f"; the paper's CIFAR-10 table (24 runs) {p['cifar10_table_hours']:.0f} GPU-hours"
-                 if "cifar10_table_hours" in p else "")]
+    lines += [
+        "",
+        "Projected (training steps only, at the best measured engine rate): one 350-epoch run "
+        + ", ".join(f"{m} {h:.1f} h" for m, h in p["one_run_hours"].items())
+        + (
+            f"; the paper's CIFAR-10 table (24 runs) {p['cifar10_table_hours']:.0f} GPU-hours"
+            if "cifar10_table_hours" in p
+            else ""
+        ),
+    ]
     lines.append(f"\nTotal time of this check: {report['seconds']:.0f} s")
     return "\n".join(lines)
 
@@ -192,15 +273,22 @@ def main() -> int:
     peaks = report["device"]["matmul_tflops"]
     try:
         workers = 0 if args.tiny else (os.cpu_count() or 1)
-        report["throughput"] = section_throughput(device, models, steps, rounds, not (args.tiny or args.no_compile),
-                                                  workers, peaks)
+        report["throughput"] = section_throughput(
+            device, models, steps, rounds, not (args.tiny or args.no_compile), workers, peaks
+        )
     except DataError as exc:
         print(f"gpu_check: {exc}", file=sys.stderr)
         return 2
     report["tests"] = section_tests(device)
     run_model = "resnet20" if args.tiny else "resnet50"
-    rate = max((r["images_per_s"] for r in report["throughput"]
-                if r.get("model") == run_model and r["pipeline"].startswith("engine: bf16")), default=1.0)
+    rate = max(
+        (
+            r["images_per_s"]
+            for r in report["throughput"]
+            if r.get("model") == run_model and r["pipeline"].startswith("engine: bf16")
+        ),
+        default=1.0,
+    )
     report["real_run"] = section_real_run(device, run_model, args.run_seconds, 1.25 * PAPER_TRAIN / rate, args.tiny)
     report["projection"] = projection(report["throughput"])
     report["seconds"] = time.perf_counter() - t0

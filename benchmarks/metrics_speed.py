@@ -115,8 +115,10 @@ def main() -> None:
     target = torch.where(right, labels, torch.randint(0, args.k, (args.n,), generator=g))
     logits[torch.arange(args.n), target] += 8.0
 
-    print(f"logits {args.n} x {args.k} float32 ({logits.numel() * 4 / 2**20:.0f} MiB), n_bins={args.n_bins}, "
-          f"torch threads={torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(
+        f"logits {args.n} x {args.k} float32 ({logits.numel() * 4 / 2**20:.0f} MiB), n_bins={args.n_bins}, "
+        f"torch threads={torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
 
     kw = {"logits": logits, "labels": labels}
     floor = _best(lambda: torch.softmax(logits, 1), args.repeats)

@@ -46,8 +46,10 @@ def main() -> None:
     target = torch.where(right, y, torch.randint(0, args.k, (args.n,), generator=g))
     z[torch.arange(args.n), target] += 3.0
     z *= 2.5  # overconfident: optimal T > 1
-    print(f"validation logits {args.n} x {args.k} float32, torch threads={torch.get_num_threads()}, "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
+    print(
+        f"validation logits {args.n} x {args.k} float32, torch threads={torch.get_num_threads()}, "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n"
+    )
 
     t_nll, ts = _best(lambda: TemperatureScaling("nll").fit(z, y), args.repeats)
 
@@ -64,15 +66,23 @@ def main() -> None:
     t_fine = float(fine[fine_nll.argmin()])
 
     print(f"{'method':38s} {'seconds':>8s}  result")
-    print(f"{'TemperatureScaling(nll), Newton':38s} {t_nll:8.3f}  T={ts.temperature:.4f} "
-          f"({ts.n_iter} iterations, converged={ts.converged}, at_bound={ts.at_bound}, NLL {ts.objective:.5f})")
+    print(
+        f"{'TemperatureScaling(nll), Newton':38s} {t_nll:8.3f}  T={ts.temperature:.4f} "
+        f"({ts.n_iter} iterations, converged={ts.converged}, at_bound={ts.at_bound}, NLL {ts.objective:.5f})"
+    )
     print(f"{'100-point NLL grid (brute force)':38s} {t_grid:8.3f}  T={t_grid_best:.1f}")
-    print(f"{'TemperatureScaling(ece_grid), paper':38s} {t_ece:8.3f}  T={ts_ece.temperature:.1f} "
-          f"(ECE {ts_ece.objective:.4f} vs {ts_ece.objective_at_one:.4f} at T=1)")
-    print(f"\nNewton vs 1e-3 grid optimum: T {ts.temperature:.4f} vs {t_fine:.4f}; "
-          f"NLL {ts.objective:.6f} vs {float(fine_nll.min()):.6f}")
-    print(f"Newton fit is {t_grid / t_nll:.1f}x faster than the 100-point NLL grid, "
-          f"{t_ece / t_nll:.1f}x faster than the ECE grid\n")
+    print(
+        f"{'TemperatureScaling(ece_grid), paper':38s} {t_ece:8.3f}  T={ts_ece.temperature:.1f} "
+        f"(ECE {ts_ece.objective:.4f} vs {ts_ece.objective_at_one:.4f} at T=1)"
+    )
+    print(
+        f"\nNewton vs 1e-3 grid optimum: T {ts.temperature:.4f} vs {t_fine:.4f}; "
+        f"NLL {ts.objective:.6f} vs {float(fine_nll.min()):.6f}"
+    )
+    print(
+        f"Newton fit is {t_grid / t_nll:.1f}x faster than the 100-point NLL grid, "
+        f"{t_ece / t_nll:.1f}x faster than the ECE grid\n"
+    )
 
     for name in available_calibrators():
         if name in ("temperature", "identity"):

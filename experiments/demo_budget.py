@@ -16,8 +16,6 @@ import json
 import time
 from pathlib import Path
 
-import torch
-
 from focalcal.data import DeviceLoader, load_dataset, make_splits
 from focalcal.engine import TrainConfig, Trainer, predict_logits
 
@@ -28,8 +26,17 @@ CANDIDATES = [(n, aug) for n in (8000, 4000, 2000) for aug in (True, False)]
 
 def config(n: int, aug: bool, epochs: int) -> TrainConfig:
     return TrainConfig(
-        model="resnet20", loss="ce", epochs=epochs, train_size=n, val_size=1000, augment=aug, amp=False,
-        channels_last=True, dynamics_train_size=1000, dynamics_test=True, device="cpu",
+        model="resnet20",
+        loss="ce",
+        epochs=epochs,
+        train_size=n,
+        val_size=1000,
+        augment=aug,
+        amp=False,
+        channels_last=True,
+        dynamics_train_size=1000,
+        dynamics_test=True,
+        device="cpu",
     )
 
 
@@ -64,14 +71,22 @@ def main() -> None:
         d = splits[n]
         loader = DeviceLoader(d.train_images, d.train_labels, batch_size=1024, mean=d.mean, std=d.std)
         acc = float((predict_logits(tr.model, loader).argmax(1) == d.train_labels).float().mean())
-        row = {"train_size": n, "augment": aug, "epochs": e, "seconds_per_epoch_probe": per_epoch,
-               "run_seconds": seconds, "ce_train_accuracy": acc, "meets_rule": acc >= TARGET_TRAIN_ACC}
+        row = {
+            "train_size": n,
+            "augment": aug,
+            "epochs": e,
+            "seconds_per_epoch_probe": per_epoch,
+            "run_seconds": seconds,
+            "ce_train_accuracy": acc,
+            "meets_rule": acc >= TARGET_TRAIN_ACC,
+        }
         print(json.dumps(row), flush=True)
         rows.append(row)
         if acc >= TARGET_TRAIN_ACC:
             break
-    (out / "budget.json").write_text(json.dumps({"probes": {f"{n},{a}": v for (n, a), v in epochs.items()},
-                                                 "runs": rows}, indent=2))
+    (out / "budget.json").write_text(
+        json.dumps({"probes": {f"{n},{a}": v for (n, a), v in epochs.items()}, "runs": rows}, indent=2)
+    )
 
 
 if __name__ == "__main__":

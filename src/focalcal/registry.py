@@ -124,8 +124,9 @@ class Registry:
             raise InputError(f"{self.kind} {key!r} is already registered; pass replace=True to redefine it")
         meta = dict(meta or {})
         meta.setdefault("defaults", signature_defaults(factory))
-        entry = Entry(key, factory, description, key if label is None else label, dict(options or {}),
-                      dict(fixed or {}), meta)
+        entry = Entry(
+            key, factory, description, key if label is None else label, dict(options or {}), dict(fixed or {}), meta
+        )
         self._entries[key] = entry
         return entry
 

@@ -17,10 +17,10 @@ does them directly for the other callers.
 >>> import torch
 >>> check_labels(torch.tensor([0, 2]), 2, 3).tolist()
 [0, 2]
->>> check_labels(torch.tensor([0, 3]), 2, 3)
+>>> check_labels(torch.tensor([0, 3]), 2, 3)  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-focalcal.errors.InputError: labels must lie in [0, 3) (K = 3 columns of scores); found 3. Check that the scores have one column per class
+focalcal.errors.InputError: labels must lie in [0, 3) (K = 3 columns of scores); found 3. ...
 """
 
 from __future__ import annotations
@@ -154,9 +154,7 @@ def check_labels(labels: Any, n: int, num_classes: int, device: torch.device | N
     if y.dtype == torch.bool or y.is_floating_point() or y.is_complex():
         raise InputError(f"labels must hold integer class indices; got dtype {y.dtype}. Cast them with .long()")
     if y.ndim != 1:
-        raise InputError(
-            f"labels must have shape [N]; got shape {tuple(y.shape)} (pass class indices, not one-hot)"
-        )
+        raise InputError(f"labels must have shape [N]; got shape {tuple(y.shape)} (pass class indices, not one-hot)")
     if y.shape[0] != n:
         raise InputError(f"shape mismatch: {n} rows of scores but {y.shape[0]} labels; they must match")
     if device is not None and y.device != device:
@@ -181,9 +179,7 @@ def check_loss_inputs(logits: Any, labels: Any, num_classes: int) -> None:
     if logits.dim() != 2:
         raise InputError(f"logits must have shape [N, K], got {tuple(logits.shape)}")
     if logits.shape[1] != num_classes:
-        raise InputError(
-            f"logits have {logits.shape[1]} classes but the loss was built for num_classes={num_classes}"
-        )
+        raise InputError(f"logits have {logits.shape[1]} classes but the loss was built for num_classes={num_classes}")
     if not isinstance(labels, Tensor) or labels.is_floating_point() or labels.is_complex():
         raise InputError("labels must be an integer tensor of shape [N] (class indices)")
     if labels.dtype == torch.bool:

@@ -27,11 +27,23 @@ def trained_run(cifar_subset_root, tmp_path_factory):
     from focalcal.data import load_dataset, make_splits
     from focalcal.engine import TrainConfig, Trainer, evaluate_run, write_evaluation
 
-    data = make_splits(load_dataset("imagefolder", cifar_subset_root / "cifar10", cache_dir=None), val_size=100,
-                       train_size=256)
+    data = make_splits(
+        load_dataset("imagefolder", cifar_subset_root / "cifar10", cache_dir=None), val_size=100, train_size=256
+    )
     run = tmp_path_factory.mktemp("cal") / "run"
-    cfg = TrainConfig(dataset="imagefolder", epochs=2, batch_size=64, device="cpu", amp=False, channels_last=False,
-                      dynamics_train_size=0, dynamics_test_size=0, milestones=[1], n_bins=10, bin_closed="right")
+    cfg = TrainConfig(
+        dataset="imagefolder",
+        epochs=2,
+        batch_size=64,
+        device="cpu",
+        amp=False,
+        channels_last=False,
+        dynamics_train_size=0,
+        dynamics_test_size=0,
+        milestones=[1],
+        n_bins=10,
+        bin_closed="right",
+    )
     Trainer(cfg, run, data=data, progress=False).fit()
     write_evaluation(run, *evaluate_run(run, data=data, device="cpu"))
     return run
@@ -39,13 +51,29 @@ def trained_run(cifar_subset_root, tmp_path_factory):
 
 def test_calibrating_a_focalcal_runs_logits_reproduces_its_report(trained_run, tmp_path):
     out = tmp_path / "cal"
-    rc = main(["calibrate", "--data", str(trained_run / "logits.pt"), "--kind", "logits", "--out", str(out),
-               "--n-bins", "10", "--bin-closed", "right", *FAST])
+    rc = main(
+        [
+            "calibrate",
+            "--data",
+            str(trained_run / "logits.pt"),
+            "--kind",
+            "logits",
+            "--out",
+            str(out),
+            "--n-bins",
+            "10",
+            "--bin-closed",
+            "right",
+            *FAST,
+        ]
+    )
     assert rc == 0
     rep = json.loads((out / "calibration.json").read_text())
     run_report = json.loads((trained_run / "report.json").read_text())
     for k in ("error", "nll", "ece", "adaptive_ece", "classwise_ece", "mce", "brier"):
-        assert rep["uncalibrated"][k]["estimate"] == pytest.approx(run_report["test"]["before"][k], rel=1e-12, abs=1e-12)
+        assert rep["uncalibrated"][k]["estimate"] == pytest.approx(
+            run_report["test"]["before"][k], rel=1e-12, abs=1e-12
+        )
     by = {(c["name"], c["options"].get("method")): c for c in rep["calibrators"]}
     for method in ("nll", "ece_grid"):
         for k in ("nll", "ece", "classwise_ece"):
@@ -57,10 +85,14 @@ def test_calibrating_a_focalcal_runs_logits_reproduces_its_report(trained_run, t
 
 def test_the_choice_is_by_cross_validated_nll_on_validation_only(tmp_path):
     z, y = _synthetic()
-    torch.save({"val_logits": z[:300], "val_labels": y[:300], "test_logits": z[300:], "test_labels": y[300:]},
-               tmp_path / "o.pt")
-    assert main(["calibrate", "--data", str(tmp_path / "o.pt"), "--kind", "logits", "--out", str(tmp_path / "c"),
-                 *FAST]) == 0
+    torch.save(
+        {"val_logits": z[:300], "val_labels": y[:300], "test_logits": z[300:], "test_labels": y[300:]},
+        tmp_path / "o.pt",
+    )
+    assert (
+        main(["calibrate", "--data", str(tmp_path / "o.pt"), "--kind", "logits", "--out", str(tmp_path / "c"), *FAST])
+        == 0
+    )
     rep = json.loads((tmp_path / "c" / "calibration.json").read_text())
     cv = [c["val_cv_nll"] for c in rep["calibrators"]]
     assert rep["chosen"] == int(np.argmin(cv)) and "cross-validation on the validation split" in rep["criterion"]
@@ -95,13 +127,23 @@ def test_every_format_gives_the_same_report(tmp_path, fmt, kind):
         for name, (s, lab) in (("val", val), ("test", test)):
             np.save(tmp_path / f"{name}.npy", s)
             np.save(tmp_path / f"{name}_y.npy", lab)
-        args = ["--val", str(tmp_path / "val.npy"), "--val-labels", str(tmp_path / "val_y.npy"),
-                "--test", str(tmp_path / "test.npy"), "--test-labels", str(tmp_path / "test_y.npy")]
+        args = [
+            "--val",
+            str(tmp_path / "val.npy"),
+            "--val-labels",
+            str(tmp_path / "val_y.npy"),
+            "--test",
+            str(tmp_path / "test.npy"),
+            "--test-labels",
+            str(tmp_path / "test_y.npy"),
+        ]
     else:
         lines = ["c0,c1,c2,c3,label" + (",split" if fmt == "csv_split" else "")]
         for name, (s, lab) in (("val", val), ("test", test)):
-            body = [",".join(repr(float(v)) for v in row) + f",{int(t)}" + (f",{name}" if fmt == "csv_split" else "")
-                    for row, t in zip(s, lab)]
+            body = [
+                ",".join(repr(float(v)) for v in row) + f",{int(t)}" + (f",{name}" if fmt == "csv_split" else "")
+                for row, t in zip(s, lab)
+            ]
             if fmt == "csv":
                 (tmp_path / f"{name}.csv").write_text("\n".join([lines[0], *body]) + "\n")
             else:
@@ -126,8 +168,23 @@ def test_binary_outputs_one_or_two_columns(tmp_path, columns):
     s = p[:, None] if columns == 1 else torch.stack([1 - p, p], 1)
     torch.save({"probs": s[:200], "labels": y[:200]}, tmp_path / "v.pt")
     torch.save({"probs": s[200:], "labels": y[200:]}, tmp_path / "t.pt")
-    assert main(["calibrate", "--val", str(tmp_path / "v.pt"), "--test", str(tmp_path / "t.pt"), "--kind", "probs",
-                 "--out", str(tmp_path / "c"), *FAST]) == 0
+    assert (
+        main(
+            [
+                "calibrate",
+                "--val",
+                str(tmp_path / "v.pt"),
+                "--test",
+                str(tmp_path / "t.pt"),
+                "--kind",
+                "probs",
+                "--out",
+                str(tmp_path / "c"),
+                *FAST,
+            ]
+        )
+        == 0
+    )
     rep = json.loads((tmp_path / "c" / "calibration.json").read_text())
     ref = calibration_summary(probs=torch.stack([1 - p[200:], p[200:]], 1), labels=y[200:])
     assert rep["num_classes"] == 2 and rep["uncalibrated"]["ece"]["estimate"] == pytest.approx(ref["ece"], abs=1e-9)
@@ -135,14 +192,46 @@ def test_binary_outputs_one_or_two_columns(tmp_path, columns):
 
 def test_apply_writes_the_saved_calibrators_probabilities(tmp_path):
     z, y = _synthetic()
-    torch.save({"val_logits": z[:300], "val_labels": y[:300], "test_logits": z[300:], "test_labels": y[300:]},
-               tmp_path / "o.pt")
-    assert main(["calibrate", "--data", str(tmp_path / "o.pt"), "--kind", "logits", "--out", str(tmp_path / "c"),
-                 "--calibrators", "temperature", "--n-boot", "0"]) == 0
+    torch.save(
+        {"val_logits": z[:300], "val_labels": y[:300], "test_logits": z[300:], "test_labels": y[300:]},
+        tmp_path / "o.pt",
+    )
+    assert (
+        main(
+            [
+                "calibrate",
+                "--data",
+                str(tmp_path / "o.pt"),
+                "--kind",
+                "logits",
+                "--out",
+                str(tmp_path / "c"),
+                "--calibrators",
+                "temperature",
+                "--n-boot",
+                "0",
+            ]
+        )
+        == 0
+    )
     new = torch.randn(50, 4, generator=torch.Generator().manual_seed(5)).double()
     np.save(tmp_path / "new.npy", new.numpy())
-    assert main(["calibrate", "--apply", str(tmp_path / "c" / "calibrator.json"), "--input", str(tmp_path / "new.npy"),
-                 "--kind", "logits", "--out", str(tmp_path / "p.npy")]) == 0
+    assert (
+        main(
+            [
+                "calibrate",
+                "--apply",
+                str(tmp_path / "c" / "calibrator.json"),
+                "--input",
+                str(tmp_path / "new.npy"),
+                "--kind",
+                "logits",
+                "--out",
+                str(tmp_path / "p.npy"),
+            ]
+        )
+        == 0
+    )
     t = TemperatureScaling().fit(z[:300], y[:300]).temperature
     expected = torch.softmax(new / t, 1).float().numpy()
     np.testing.assert_allclose(np.load(tmp_path / "p.npy"), expected, rtol=1e-5, atol=1e-7)
@@ -161,18 +250,51 @@ def test_bad_inputs_are_one_line_naming_the_file(tmp_path, capsys):
     cases = {
         "rows.pt": ({"logits": z, "labels": y[:90]}, "logits", "100 rows of scores but 90 labels"),
         "range.pt": ({"logits": z, "labels": torch.full((100,), 7)}, "logits", "100 labels outside [0, 4)"),
-        "sums.pt": ({"probs": torch.softmax(z, 1) * 1.1, "labels": y}, "probs", "100 rows of probabilities do not sum to 1"),
-        "nan.pt": ({"logits": torch.where(torch.arange(100)[:, None] < 3, float("nan"), z), "labels": y}, "logits",
-                   "3 rows hold NaN"),
+        "sums.pt": (
+            {"probs": torch.softmax(z, 1) * 1.1, "labels": y},
+            "probs",
+            "100 rows of probabilities do not sum to 1",
+        ),
+        "nan.pt": (
+            {"logits": torch.where(torch.arange(100)[:, None] < 3, float("nan"), z), "labels": y},
+            "logits",
+            "3 rows hold NaN",
+        ),
     }
     for name, (obj, kind, msg) in cases.items():
         torch.save(obj, tmp_path / name)
-        rc = main(["calibrate", "--val", str(tmp_path / name), "--test", str(good), "--kind", kind, "--out", str(tmp_path / "o")])
+        rc = main(
+            [
+                "calibrate",
+                "--val",
+                str(tmp_path / name),
+                "--test",
+                str(good),
+                "--kind",
+                kind,
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
         err = _err(capsys)
         assert rc == 2 and name in err and msg in err, err
     (tmp_path / "nolabel.csv").write_text("a,b\n0.1,0.9\n")
-    assert main(["calibrate", "--val", str(tmp_path / "nolabel.csv"), "--test", str(good), "--kind", "probs",
-                 "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            [
+                "calibrate",
+                "--val",
+                str(tmp_path / "nolabel.csv"),
+                "--test",
+                str(good),
+                "--kind",
+                "probs",
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     err = _err(capsys)
     assert "nolabel.csv has no label column 'label'" in err and "--label-column" in err
 
@@ -188,8 +310,10 @@ def test_an_input_larger_than_memory_is_refused_before_loading(tmp_path, monkeyp
 
 def test_a_large_test_split_is_streamed_with_the_same_metrics(tmp_path, monkeypatch):
     z, y = _synthetic(n=800)
-    val, test = outputs_mod.check_split(z[:300].numpy(), y[:300].numpy(), "logits", "v"), \
-        outputs_mod.check_split(z[300:].numpy(), y[300:].numpy(), "logits", "t")
+    val, test = (
+        outputs_mod.check_split(z[:300].numpy(), y[:300].numpy(), "logits", "v"),
+        outputs_mod.check_split(z[300:].numpy(), y[300:].numpy(), "logits", "t"),
+    )
     cands = [compare_mod.Candidate("temperature", {"method": "nll"})]
     full, _ = compare_mod.compare(val, test, candidates=cands, n_boot=0)
     monkeypatch.setattr(compare_mod, "MAX_BOOTSTRAP_VALUES", 10)  # force the chunked path

@@ -11,9 +11,7 @@ def full_cifar(cifar_root):
 
 def test_paper_split_and_train_statistics(full_cifar):
     s = make_splits(full_cifar, val_size=5000, split_seed=1)
-    assert (
-        s.train_images.shape[0] == 45000 and s.val_images.shape[0] == 5000 and s.test_images.shape[0] == 10000
-    )
+    assert s.train_images.shape[0] == 45000 and s.val_images.shape[0] == 5000 and s.test_images.shape[0] == 10000
     # the data README's official statistics of the full train split, to 3 decimals, from our 45k portion
     assert s.mean == pytest.approx((0.4914, 0.4822, 0.4465), abs=1.5e-3)
     assert s.std == pytest.approx((0.2470, 0.2435, 0.2616), abs=1.5e-3)

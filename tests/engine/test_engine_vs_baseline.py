@@ -36,8 +36,10 @@ class _FixedOrder(torch.utils.data.Sampler):
         return len(self.order)
 
 
-@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
-    not torch.cuda.is_available(), reason="needs CUDA"))])
+@pytest.mark.parametrize(
+    "device",
+    ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"))],
+)
 @pytest.mark.parametrize("amp", [False, True], ids=["fp32", "bf16"])
 def test_one_epoch_matches_standard_pipeline(cifar_subset_root, tmp_path, amp, device):
     data = make_splits(

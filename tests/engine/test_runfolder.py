@@ -24,8 +24,18 @@ def tiny(cifar_subset_root):
 
 
 def _config(**kw):
-    base = dict(model="resnet20", loss="ce", epochs=3, batch_size=64, device="cpu", dynamics_train_size=32,
-                dynamics_test_size=32, milestones=[1, 2], amp=False, channels_last=False)
+    base = dict(
+        model="resnet20",
+        loss="ce",
+        epochs=3,
+        batch_size=64,
+        device="cpu",
+        dynamics_train_size=32,
+        dynamics_test_size=32,
+        milestones=[1, 2],
+        amp=False,
+        channels_last=False,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -59,10 +69,12 @@ def test_a_second_process_is_refused_and_a_killed_holder_does_not_block(tmp_path
 def test_train_and_evaluate_on_a_folder_in_use_fail_with_one_line(tmp_path, capsys):
     child = _hold_lock_in_child(tmp_path / "run")
     try:
-        for argv in (["train", "--out", str(tmp_path / "run"), "--epochs", "1"],
-                     ["train", "--out", str(tmp_path / "run"), "--resume"],
-                     ["evaluate", str(tmp_path / "run")],
-                     ["ood", str(tmp_path / "run"), "--ood", "fashion_mnist"]):
+        for argv in (
+            ["train", "--out", str(tmp_path / "run"), "--epochs", "1"],
+            ["train", "--out", str(tmp_path / "run"), "--resume"],
+            ["evaluate", str(tmp_path / "run")],
+            ["ood", str(tmp_path / "run"), "--ood", "fashion_mnist"],
+        ):
             assert main(argv) == 2
             err = capsys.readouterr().err
             assert err.startswith("focalcal: error:") and f"PID {child.pid}" in err and "Traceback" not in err
@@ -93,7 +105,9 @@ def test_resume_from_a_damaged_last_pt_says_it_cannot(tiny, tmp_path):
     Trainer(_config(epochs=1, milestones=None), run, data=tiny, progress=False).fit()
     (run / "final.pt").unlink()
     _damage(run / "checkpoints" / "last.pt")
-    with pytest.raises(CheckpointError, match="last.pt is damaged .*cannot be resumed from it; start again with --overwrite"):
+    with pytest.raises(
+        CheckpointError, match="last.pt is damaged .*cannot be resumed from it; start again with --overwrite"
+    ):
         Trainer(_config(epochs=1, milestones=None), run, data=tiny, progress=False).fit(resume=True)
 
 
@@ -201,10 +215,33 @@ sys.exit(main(sys.argv[3:]))
 
 @pytest.mark.parametrize("mode", ["mid_write", "before_rename"])
 def test_sigkill_during_a_checkpoint_write_resumes_to_identical_weights(cifar_subset_root, tmp_path, mode):
-    args = ["train", "--dataset", "imagefolder", "--data-dir", str(cifar_subset_root / "cifar10"), "--epochs", "3",
-            "--train-size", "256", "--val-size", "64", "--test-size", "64", "--batch-size", "64",
-            "--dynamics-train-size", "32", "--dynamics-test-size", "32", "--no-amp", "--no-channels-last",
-            "--no-progress", "--no-eval", "--device", "cpu"]
+    args = [
+        "train",
+        "--dataset",
+        "imagefolder",
+        "--data-dir",
+        str(cifar_subset_root / "cifar10"),
+        "--epochs",
+        "3",
+        "--train-size",
+        "256",
+        "--val-size",
+        "64",
+        "--test-size",
+        "64",
+        "--batch-size",
+        "64",
+        "--dynamics-train-size",
+        "32",
+        "--dynamics-test-size",
+        "32",
+        "--no-amp",
+        "--no-channels-last",
+        "--no-progress",
+        "--no-eval",
+        "--device",
+        "cpu",
+    ]
     script = tmp_path / "killer.py"
     script.write_text(textwrap.dedent(_KILLER.format()))
     ref = subprocess.run([sys.executable, "-m", "focalcal.cli.main", *args, "--out", str(tmp_path / "ref")])

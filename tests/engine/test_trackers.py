@@ -9,10 +9,37 @@ from focalcal.cli.main import main
 
 
 def _train(cifar_subset_root, run, *extra):
-    args = ["train", "--dataset", "imagefolder", "--data-dir", str(cifar_subset_root / "cifar10"), "--loss", "ce",
-            "--epochs", "2", "--train-size", "128", "--val-size", "64", "--test-size", "64", "--batch-size", "64",
-            "--dynamics-train-size", "32", "--dynamics-test-size", "32", "--no-amp", "--no-channels-last",
-            "--out", str(run), "--no-progress", "--device", "cpu", *extra]
+    args = [
+        "train",
+        "--dataset",
+        "imagefolder",
+        "--data-dir",
+        str(cifar_subset_root / "cifar10"),
+        "--loss",
+        "ce",
+        "--epochs",
+        "2",
+        "--train-size",
+        "128",
+        "--val-size",
+        "64",
+        "--test-size",
+        "64",
+        "--batch-size",
+        "64",
+        "--dynamics-train-size",
+        "32",
+        "--dynamics-test-size",
+        "32",
+        "--no-amp",
+        "--no-channels-last",
+        "--out",
+        str(run),
+        "--no-progress",
+        "--device",
+        "cpu",
+        *extra,
+    ]
     assert main(args) == 0
 
 
@@ -77,8 +104,29 @@ def test_a_missing_tracker_package_is_one_line(cifar_subset_root, tmp_path, monk
         return real_import(name, *a, **k)
 
     monkeypatch.setattr(builtins, "__import__", no_tensorboard)
-    rc = main(["train", "--dataset", "imagefolder", "--data-dir", str(cifar_subset_root / "cifar10"), "--epochs", "1",
-               "--train-size", "64", "--val-size", "32", "--out", str(tmp_path / "r"), "--tensorboard",
-               "--no-progress", "--no-eval", "--device", "cpu", "--no-amp", "--no-channels-last"])
+    rc = main(
+        [
+            "train",
+            "--dataset",
+            "imagefolder",
+            "--data-dir",
+            str(cifar_subset_root / "cifar10"),
+            "--epochs",
+            "1",
+            "--train-size",
+            "64",
+            "--val-size",
+            "32",
+            "--out",
+            str(tmp_path / "r"),
+            "--tensorboard",
+            "--no-progress",
+            "--no-eval",
+            "--device",
+            "cpu",
+            "--no-amp",
+            "--no-channels-last",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "pip install tensorboard" in err and "Traceback" not in err

@@ -32,8 +32,18 @@ def test_paper_cifar_is_every_cifar_experiment_of_the_paper():
     e = experiment("paper_cifar/cifar10/resnet50/flsd53").config
     # the authors' conventions: summed loss with clip 2, (lo, hi] bins, ECE-grid temperature
     assert (e["loss_options"], e["grad_clip"], e["bin_closed"], e["ts_method"]) == (
-        {"reduction": "sum"}, 2.0, "right", "ece_grid")
-    assert (e["epochs"], e["milestones"], e["batch_size"], e["lr"], e["weight_decay"]) == (350, [150, 250], 128, 0.1, 5e-4)
+        {"reduction": "sum"},
+        2.0,
+        "right",
+        "ece_grid",
+    )
+    assert (e["epochs"], e["milestones"], e["batch_size"], e["lr"], e["weight_decay"]) == (
+        350,
+        [150, 250],
+        128,
+        0.1,
+        5e-4,
+    )
     mmce = experiment("paper_cifar/cifar100/densenet121/mmce_weighted").config
     assert mmce["loss_options"] == {"reduction": "sum", "lam": 2}
 

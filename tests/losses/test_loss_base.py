@@ -92,9 +92,7 @@ def test_output_is_float32_and_shapes():
 
 def test_int32_labels_are_accepted():
     logits, labels = _batch()
-    torch.testing.assert_close(
-        build_loss("ce", num_classes=4)(logits, labels.int()), F.cross_entropy(logits, labels)
-    )
+    torch.testing.assert_close(build_loss("ce", num_classes=4)(logits, labels.int()), F.cross_entropy(logits, labels))
 
 
 def test_out_of_range_labels_raise_a_clear_value_error():

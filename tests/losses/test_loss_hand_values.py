@@ -88,9 +88,7 @@ def test_label_smoothing_paper_and_torch_conventions_by_hand():
     x = torch.tensor([z])
     y = torch.tensor([0])
     assert build_loss("ls", num_classes=3, smoothing=0.1)(x, y).item() == pytest.approx(paper, rel=1e-6)
-    assert build_loss("ls_torch", num_classes=3, smoothing="0.1")(x, y).item() == pytest.approx(
-        torch_conv, rel=1e-6
-    )
+    assert build_loss("ls_torch", num_classes=3, smoothing="0.1")(x, y).item() == pytest.approx(torch_conv, rel=1e-6)
     assert LabelSmoothingLoss(3).smoothing == 0.05  # paper default LS-0.05
 
 
@@ -126,12 +124,8 @@ def test_dual_focal_by_hand():
     labels = torch.tensor([0, 2, 2])
     got = DualFocalLoss(3, gamma=gamma, reduction="none")(logits, labels)
     torch.testing.assert_close(got, torch.tensor([correct, below, smallest]))
-    got = build_loss("dual_focal", num_classes=3, gamma=2, secondary="max_other", reduction="none")(
-        logits, labels
-    )
-    torch.testing.assert_close(
-        got, torch.tensor([correct, max_other, -((1 - p[2] + p[0]) ** 2) * math.log(p[2])])
-    )
+    got = build_loss("dual_focal", num_classes=3, gamma=2, secondary="max_other", reduction="none")(logits, labels)
+    torch.testing.assert_close(got, torch.tensor([correct, max_other, -((1 - p[2] + p[0]) ** 2) * math.log(p[2])]))
 
 
 def test_mbls_by_hand():

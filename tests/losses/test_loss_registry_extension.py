@@ -25,8 +25,9 @@ class PowerLoss(CalibrationLoss):
 
 
 def test_a_new_loss_registered_once_is_everywhere(tmp_path, capsys):
-    register_loss("power_test", PowerLoss, description="(1-p)^power, a test loss", label="PW-{power}",
-                  options={"power": as_float})
+    register_loss(
+        "power_test", PowerLoss, description="(1-p)^power, a test loss", label="PW-{power}", options={"power": as_float}
+    )
     try:
         loss = build_loss("power_test", num_classes=3, power="3")
         assert loss.power == 3.0 and float(loss(torch.tensor([[0.0, 0.0, 0.0]]), torch.tensor([0]))) > 0
@@ -42,8 +43,9 @@ def test_a_new_loss_registered_once_is_everywhere(tmp_path, capsys):
         (run / "log.jsonl").write_text(json.dumps({"epoch": 1, "lr": 0.1, "test_nll": 1.0}) + "\n")
         log = read_run(run)
         assert log.label == "PW-3"
-        fig = epoch_metric_figure([Curves(log.label, log.epochs, {"test_nll": log.column("test_nll")})], "test_nll",
-                                  ylabel="NLL", title="t")
+        fig = epoch_metric_figure(
+            [Curves(log.label, log.epochs, {"test_nll": log.column("test_nll")})], "test_nll", ylabel="NLL", title="t"
+        )
         assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["PW-3"]
     finally:
         LOSSES.unregister("power_test")

@@ -39,15 +39,25 @@ def _dense_bins(p: torch.Tensor, nb: int, closed: str) -> torch.Tensor:
 def test_kernel_equals_a_dense_reference(kind, dtype, from_logits, nb, closed):
     z, y = _inputs(kind, dtype)
     scores = z if from_logits else torch.softmax(z.double(), 1).to(dtype)
-    kw = dict(from_logits=from_logits, need_nll=True, need_brier=True, classwise_bins=nb,
-              classwise_counts=nb is not None, chunk_elements=4096, closed=closed)
+    kw = dict(
+        from_logits=from_logits,
+        need_nll=True,
+        need_brier=True,
+        classwise_bins=nb,
+        classwise_counts=nb is not None,
+        chunk_elements=4096,
+        closed=closed,
+    )
     a = scan_tensor(scores, y, **kw)
     p = torch.softmax(scores, 1, dtype=scores.dtype) if from_logits else scores
     rtol = 1e-6 if dtype == torch.float32 else 1e-12
     torch.testing.assert_close(a.confidence, p.amax(1), rtol=rtol, atol=rtol)
     assert torch.equal(a.correct, p.argmax(1) == y)  # first maximal class, as torch
-    ref_nll = -torch.log_softmax(scores.double(), 1)[torch.arange(len(y)), y] if from_logits else \
-        -torch.log(p.double()[torch.arange(len(y)), y].clamp_min(torch.finfo(dtype).tiny))
+    ref_nll = (
+        -torch.log_softmax(scores.double(), 1)[torch.arange(len(y)), y]
+        if from_logits
+        else -torch.log(p.double()[torch.arange(len(y)), y].clamp_min(torch.finfo(dtype).tiny))
+    )
     torch.testing.assert_close(a.nll, ref_nll, rtol=1e-5 if dtype == torch.float32 else 1e-12, atol=1e-6)
     onehot = torch.nn.functional.one_hot(y, p.shape[1]).double()
     torch.testing.assert_close(a.brier, ((p.double() - onehot) ** 2).sum(1), rtol=1e-5, atol=1e-6)
@@ -55,7 +65,10 @@ def test_kernel_equals_a_dense_reference(kind, dtype, from_logits, nb, closed):
         idx = _dense_bins(p, nb, closed)  # [N, K]
         ref_counts = torch.stack([torch.bincount(idx[:, c], minlength=nb) for c in range(p.shape[1])])
         ref_diff = torch.stack(
-            [torch.bincount(idx[:, c], weights=onehot[:, c] - p[:, c].double(), minlength=nb) for c in range(p.shape[1])]
+            [
+                torch.bincount(idx[:, c], weights=onehot[:, c] - p[:, c].double(), minlength=nb)
+                for c in range(p.shape[1])
+            ]
         )
         assert torch.equal(a.classwise_counts, ref_counts)
         tol = 2e-5 if dtype == torch.float32 else 1e-9  # float32 column sums over ~75 entries per class

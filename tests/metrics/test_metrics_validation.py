@@ -54,8 +54,11 @@ def test_bad_inputs_raise_clear_errors(fn, kwargs, match):
         fn(**kwargs)
 
 
-@pytest.mark.parametrize("fn", [M.ece, M.adaptive_ece, M.classwise_ece, M.mce, M.calibration_summary,
-                                M.reliability_bins, M.calibration_error], ids=lambda f: f.__name__)
+@pytest.mark.parametrize(
+    "fn",
+    [M.ece, M.adaptive_ece, M.classwise_ece, M.mce, M.calibration_summary, M.reliability_bins, M.calibration_error],
+    ids=lambda f: f.__name__,
+)
 @pytest.mark.parametrize("n_bins", [0, -3, 2.5, True, "15"])
 def test_bad_n_bins(fn, n_bins):
     with pytest.raises(ValueError, match="n_bins"):

@@ -22,8 +22,9 @@ def clean(cifar_subset_root):
 
 
 def test_at_least_the_paper_corruption_and_five_others():
-    assert {"gaussian_noise", "shot_noise", "impulse_noise", "contrast", "brightness",
-            "defocus_blur"} <= set(available_corruptions())
+    assert {"gaussian_noise", "shot_noise", "impulse_noise", "contrast", "brightness", "defocus_blur"} <= set(
+        available_corruptions()
+    )
 
 
 @pytest.mark.parametrize("severity,c", [(1, 0.04), (5, 0.10)])
@@ -57,10 +58,7 @@ def test_impulse_noise_replaces_the_documented_fraction(clean):
 
 @pytest.mark.parametrize("corruption", sorted(CORRUPTIONS))
 def test_severities_are_ordered(clean, corruption):
-    changes = [
-        float((corrupt(clean, corruption, s, seed=0).float() - clean.float()).abs().mean())
-        for s in range(1, 6)
-    ]
+    changes = [float((corrupt(clean, corruption, s, seed=0).float() - clean.float()).abs().mean()) for s in range(1, 6)]
     assert all(a < b for a, b in zip(changes, changes[1:])), changes
     assert changes[0] > 0.5  # severity 1 already changes pixels
 

@@ -13,17 +13,40 @@ DETECTION = ("auroc", "aupr_in", "aupr_out", "fpr_at_95_tpr")
 @pytest.fixture(scope="module")
 def trained_run(cifar_root, tmp_path_factory):
     run = tmp_path_factory.mktemp("ood") / "run"
-    cfg = TrainConfig(dataset="cifar10", data_dir=str(cifar_root), model="resnet20", loss="ce",
-                      epochs=2, batch_size=64, train_size=300, val_size=200, test_size=200, device="cpu",
-                      dynamics_train_size=0, dynamics_test_size=0)
+    cfg = TrainConfig(
+        dataset="cifar10",
+        data_dir=str(cifar_root),
+        model="resnet20",
+        loss="ce",
+        epochs=2,
+        batch_size=64,
+        train_size=300,
+        val_size=200,
+        test_size=200,
+        device="cpu",
+        dynamics_train_size=0,
+        dynamics_test_size=0,
+    )
     Trainer(cfg, run, progress=False).fit()
     return run
 
 
 def test_ood_cli_writes_tables_figures_and_json(trained_run, cifar_root, capsys):
     run = trained_run
-    rc = main(["ood", str(run), "--ood", "fashion_mnist", "--ood", "cifar10c:gaussian_noise:5",
-               "--max-images", "300", "--device", "cpu"])
+    rc = main(
+        [
+            "ood",
+            str(run),
+            "--ood",
+            "fashion_mnist",
+            "--ood",
+            "cifar10c:gaussian_noise:5",
+            "--max-images",
+            "300",
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     for name in ("ood.json", "ood.md", "ood_roc_entropy.png", "ood_roc_msp.png", "ood_roc_energy.png"):
         assert (run / name).is_file() and (run / name).stat().st_size > 0, name

@@ -147,8 +147,11 @@ def test_roc_curve_runs_from_origin_to_corner():
 
 @settings(max_examples=60, deadline=None)
 @given(
-    arrays(np.float64, st.tuples(st.integers(1, 6), st.integers(2, 12)),
-           elements=st.floats(-300, 300, allow_nan=False, allow_infinity=False)),
+    arrays(
+        np.float64,
+        st.tuples(st.integers(1, 6), st.integers(2, 12)),
+        elements=st.floats(-300, 300, allow_nan=False, allow_infinity=False),
+    ),
     st.floats(-50, 50),
 )
 def test_score_ranges_and_shift_invariance(z, c):

@@ -108,12 +108,15 @@ def test_cifar10c_is_a_labelled_shift_of_the_test_split(cifar_root):
     assert s.images.shape == (50, 3, 32, 32) and s.labels.shape == (50,)
 
 
-@pytest.mark.parametrize("name,err,match", [
-    ("mnist9", DataError, "fashion_mnist"),
-    ("cifar10c:gaussian_noise", DataError, "severity"),
-    ("cifar10c:gaussian_noise:9", ValueError, "1, 2, 3, 4, 5"),
-    ("cifar10c:snowstorm:1", ValueError, "impulse_noise"),
-])
+@pytest.mark.parametrize(
+    "name,err,match",
+    [
+        ("mnist9", DataError, "fashion_mnist"),
+        ("cifar10c:gaussian_noise", DataError, "severity"),
+        ("cifar10c:gaussian_noise:9", ValueError, "1, 2, 3, 4, 5"),
+        ("cifar10c:snowstorm:1", ValueError, "impulse_noise"),
+    ],
+)
 def test_bad_names_raise_clearly(cifar_root, name, err, match):
     with pytest.raises(err, match=match):
         load_ood_set(name, cifar_root)

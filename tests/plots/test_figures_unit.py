@@ -41,8 +41,16 @@ def _fake_run(path, loss="ce", opts=None, epochs=4, lrs=(0.1, 0.1, 0.01, 0.001))
     (path / "config.json").write_text(json.dumps({"loss": loss, "loss_options": opts or {}}))
     recs = []
     for e in range(1, epochs + 1):
-        recs.append({"epoch": e, "lr": lrs[e - 1], "fc_weight_norm": 1.0 + e, "test_nll": 1.0 / e,
-                     "test_nll_incorrect": None if e == epochs else 2.0 * e, "train_acc": 0.2 * e})
+        recs.append(
+            {
+                "epoch": e,
+                "lr": lrs[e - 1],
+                "fc_weight_norm": 1.0 + e,
+                "test_nll": 1.0 / e,
+                "test_nll_incorrect": None if e == epochs else 2.0 * e,
+                "train_acc": 0.2 * e,
+            }
+        )
     # written out of order: the reader sorts by epoch
     (path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in reversed(recs)) + "\n")
     return path
@@ -107,8 +115,12 @@ def test_g_figure_draws_curves_unit_line_and_threshold_markers():
 
 def _curves(label, offset):
     e = np.arange(1, 6)
-    cols = {f"{s}_{k}{g}": offset + e * (i + 1.0) for i, s in enumerate(("train_eval", "test"))
-            for k in ("nll", "entropy") for g in ("", "_correct", "_incorrect")}
+    cols = {
+        f"{s}_{k}{g}": offset + e * (i + 1.0)
+        for i, s in enumerate(("train_eval", "test"))
+        for k in ("nll", "entropy")
+        for g in ("", "_correct", "_incorrect")
+    }
     cols["test_nll_incorrect"] = np.array([1, 2, np.nan, 4, 5.0])
     cols["fc_weight_norm"] = offset + np.sqrt(e)
     cols["test_n_correct"], cols["test_n_incorrect"] = np.full(5, 150.0), np.full(5, 50.0)
@@ -121,8 +133,12 @@ def test_nll_entropy_figure_panels_units_and_data():
     assert isinstance(fig, Figure)
     axes = fig.axes
     assert len(axes) == 4
-    assert [a.get_ylabel() for a in axes] == ["NLL (nats)", "NLL (nats)", "softmax entropy (nats)",
-                                              "softmax entropy (nats)"]
+    assert [a.get_ylabel() for a in axes] == [
+        "NLL (nats)",
+        "NLL (nats)",
+        "softmax entropy (nats)",
+        "softmax entropy (nats)",
+    ]
     assert all(a.get_xlabel() == "epoch" for a in axes)
     assert "n=200" in axes[1].get_title()
     test_nll = [ln for ln in axes[1].get_lines() if len(ln.get_xdata()) == 5]
@@ -137,7 +153,9 @@ def test_weight_norm_figure_and_sheet_render(tmp_path):
     fig = weight_norm_figure(curves)
     (ax,) = fig.axes
     assert "weight norm" in ax.get_ylabel() and [t.get_text() for t in ax.get_legend().get_texts()][:2] == [
-        "CE", "FLSD-53"]
+        "CE",
+        "FLSD-53",
+    ]
     p, values, thresholds, _ = g_table([1.0, 2.0])
     sheet = analysis_sheet(curves, p=p, g_values=values, thresholds=thresholds)
     sheet.savefig(tmp_path / "sheet.png")
@@ -157,8 +175,12 @@ def test_reliability_gaps_read_apart_from_the_accuracy_bars():
     from focalcal.metrics import BinStats
     from focalcal.plots import reliability_grid
 
-    bins = BinStats(edges=np.array([0.0, 0.5, 1.0]), counts=np.array([10, 10]),
-                    mean_confidence=np.array([0.2, 0.9]), accuracy=np.array([0.4, 0.6]))
+    bins = BinStats(
+        edges=np.array([0.0, 0.5, 1.0]),
+        counts=np.array([10, 10]),
+        mean_confidence=np.array([0.2, 0.9]),
+        accuracy=np.array([0.4, 0.6]),
+    )
     fig = reliability_grid([("t", bins, None)])
     ax = fig.axes[0]
     groups = {c.get_label(): c.patches for c in ax.containers}

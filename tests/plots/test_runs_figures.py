@@ -34,8 +34,16 @@ def trained(cifar_subset_root, tmp_path_factory):
     runs = {}
     for name, (loss, opts) in LOSSES.items():
         run_dir = root / name
-        cfg = TrainConfig(model="resnet20", loss=loss, loss_options=opts, epochs=EPOCHS, batch_size=32,
-                          device="cpu", dynamics_train_size=N_DYN, milestones=[2])
+        cfg = TrainConfig(
+            model="resnet20",
+            loss=loss,
+            loss_options=opts,
+            epochs=EPOCHS,
+            batch_size=32,
+            device="cpu",
+            dynamics_train_size=N_DYN,
+            milestones=[2],
+        )
 
         def snapshot(msg, run_dir=run_dir):
             if msg.startswith("epoch "):
@@ -61,8 +69,11 @@ def _direct(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float | Non
     nll = -torch.log(p[torch.arange(len(labels)), labels])
     ent = -(p * torch.log(p)).sum(1)
     ok = p.argmax(1) == labels
-    out: dict[str, float | None] = {"accuracy": ok.double().mean().item(), "n_correct": int(ok.sum()),
-                                    "n_incorrect": int((~ok).sum())}
+    out: dict[str, float | None] = {
+        "accuracy": ok.double().mean().item(),
+        "n_correct": int(ok.sum()),
+        "n_incorrect": int((~ok).sum()),
+    }
     for suffix, mask in (("", torch.ones_like(ok)), ("_correct", ok), ("_incorrect", ~ok)):
         out["nll" + suffix] = nll[mask].mean().item() if mask.any() else None
         out["entropy" + suffix] = ent[mask].mean().item() if mask.any() else None
@@ -141,8 +152,11 @@ def test_plot_all_writes_every_figure_and_csv_with_the_logs_values(trained, tmp_
 
     # one row per epoch per run, the log's own numbers
     logs = {str(runs[n]): _log(runs[n]) for n in LOSSES}
-    for stem, keys in (("nll_entropy", DYNAMICS_COLUMNS), ("test_nll", ("test_nll", "val_nll")),
-                       ("weight_norm", ("fc_weight_norm", "train_acc"))):
+    for stem, keys in (
+        ("nll_entropy", DYNAMICS_COLUMNS),
+        ("test_nll", ("test_nll", "val_nll")),
+        ("weight_norm", ("fc_weight_norm", "train_acc")),
+    ):
         rows = _read_csv(out / f"{stem}.csv")
         assert len(rows) == 2 * EPOCHS
         assert {r["label"] for r in rows} == {"CE", "FL-3"}

@@ -62,12 +62,23 @@ class Candidate:
 
 
 def default_candidates(num_classes: int) -> list[Candidate]:
-    return [Candidate(n, dict(o)) for n, o in DEFAULT_CALIBRATORS
-            if n not in ("matrix", "dirichlet") or num_classes <= MAX_CLASSES_FOR_MATRIX]
+    return [
+        Candidate(n, dict(o))
+        for n, o in DEFAULT_CALIBRATORS
+        if n not in ("matrix", "dirichlet") or num_classes <= MAX_CLASSES_FOR_MATRIX
+    ]
 
 
-def cv_nll(candidate: Candidate, logits: torch.Tensor, labels: torch.Tensor, *, n_bins: int, closed: str,
-           folds: int = FOLDS, seed: int = 0) -> float:
+def cv_nll(
+    candidate: Candidate,
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    n_bins: int,
+    closed: str,
+    folds: int = FOLDS,
+    seed: int = 0,
+) -> float:
     """Mean held-out NLL of ``folds``-fold cross-validation on the validation split (seeded folds)."""
     n = labels.shape[0]
     if n < 2 * folds:
@@ -83,13 +94,15 @@ def cv_nll(candidate: Candidate, logits: torch.Tensor, labels: torch.Tensor, *, 
     return total / n
 
 
-def _summary_with_ci(logits: torch.Tensor, labels: torch.Tensor, *, n_bins: int, closed: str, n_boot: int,
-                     seed: int) -> dict[str, dict[str, float | None]]:
+def _summary_with_ci(
+    logits: torch.Tensor, labels: torch.Tensor, *, n_bins: int, closed: str, n_boot: int, seed: int
+) -> dict[str, dict[str, float | None]]:
     point = calibration_summary(logits=logits, labels=labels, n_bins=n_bins, closed=closed)
     if n_boot <= 0 or logits.numel() > MAX_BOOTSTRAP_VALUES:
         return {k: {"estimate": v, "low": None, "high": None} for k, v in point.items()}
-    ci = bootstrap_ci("calibration_summary", logits=logits, labels=labels, n_bins=n_bins, closed=closed,
-                      n_boot=n_boot, seed=seed)
+    ci = bootstrap_ci(
+        "calibration_summary", logits=logits, labels=labels, n_bins=n_bins, closed=closed, n_boot=n_boot, seed=seed
+    )
     return {k: {"estimate": point[k], "low": ci[k].low, "high": ci[k].high} for k in SUMMARY_KEYS}
 
 
@@ -164,7 +177,7 @@ def compare(
             {"name": c.name, "options": c.options, "label": c.label, "val_cv_nll": score, "test": metrics}
         )
     scores = [e["val_cv_nll"] for e in report["calibrators"]]
-    best = min(range(len(scores)), key=lambda i: (math.inf if math.isnan(scores[i]) else scores[i]))
+    best = min(range(len(scores)), key=lambda i: math.inf if math.isnan(scores[i]) else scores[i])
     report["chosen"] = best
     return report, {"calibrators": fitted, "bins_before": bins_before, "bins_after": bins[best]}
 
@@ -209,7 +222,9 @@ def apply_calibrator(cal: Calibrator, outputs: Outputs, *, chunk_rows: int = 1 <
     import numpy as np
 
     if cal.num_classes != outputs.num_classes:
-        raise InputError(f"{outputs.source} has {outputs.num_classes} classes; the calibrator was fitted on {cal.num_classes}")
+        raise InputError(
+            f"{outputs.source} has {outputs.num_classes} classes; the calibrator was fitted on {cal.num_classes}"
+        )
     out = np.empty((outputs.n, outputs.num_classes), dtype=np.float32)
     for s in range(0, outputs.n, chunk_rows):
         z = outputs.as_logits(slice(s, s + chunk_rows)).double()

@@ -66,12 +66,20 @@ class _AffineCalibrator(Calibrator):
         x = self._features(z)
         k = x.shape[1]
         dev = x.device
-        w = (torch.ones(k, dtype=torch.float64, device=dev) if self.diagonal
-             else torch.eye(k, dtype=torch.float64, device=dev)).requires_grad_(True)
+        w = (
+            torch.ones(k, dtype=torch.float64, device=dev)
+            if self.diagonal
+            else torch.eye(k, dtype=torch.float64, device=dev)
+        ).requires_grad_(True)
         b = torch.zeros(k, dtype=torch.float64, device=dev, requires_grad=True)
         opt = torch.optim.LBFGS(
-            [w, b], lr=1.0, max_iter=self.max_iter, tolerance_grad=self.tol, tolerance_change=1e-10,
-            history_size=20, line_search_fn="strong_wolfe",
+            [w, b],
+            lr=1.0,
+            max_iter=self.max_iter,
+            tolerance_grad=self.tol,
+            tolerance_change=1e-10,
+            history_size=20,
+            line_search_fn="strong_wolfe",
         )
 
         def objective() -> Tensor:

@@ -111,8 +111,9 @@ def _binary(scores: np.ndarray, kind: str) -> np.ndarray:
     return np.stack([1 - s, s], 1) if kind == "probs" else np.stack([np.zeros_like(s), s], 1)
 
 
-def check_split(scores: Any, labels: Any, kind: str, where: str, *, num_classes: int | None = None,
-                chunk_rows: int = 1 << 16) -> Outputs:
+def check_split(
+    scores: Any, labels: Any, kind: str, where: str, *, num_classes: int | None = None, chunk_rows: int = 1 << 16
+) -> Outputs:
     """Check one split's scores and labels (in chunks, so memory-mapped arrays stay on disk) and wrap them."""
     if kind not in KINDS:
         raise InputError(f"kind must be one of {', '.join(KINDS)} (say which the file holds); got {kind!r}")
@@ -169,7 +170,9 @@ def _check_values(scores: Any, kind: str, where: str, chunk_rows: int) -> None:
             "logits say --kind logits, otherwise normalise the rows"
         )
     if negative:
-        raise InputError(f"{where}: {negative:,} rows hold negative probabilities; if these are logits say --kind logits")
+        raise InputError(
+            f"{where}: {negative:,} rows hold negative probabilities; if these are logits say --kind logits"
+        )
 
 
 def _read_dict(path: Path) -> dict[str, Any]:
@@ -201,8 +204,8 @@ def _read_csv(
         rows = list(reader)
     if label_column not in header and need_labels:
         raise InputError(
-            f"{path} has no label column {label_column!r} (columns: {', '.join(header[:8])}{', ...' if len(header) > 8 else ''}); "
-            "name it with --label-column"
+            f"{path} has no label column {label_column!r} (columns: {', '.join(header[:8])}"
+            f"{', ...' if len(header) > 8 else ''}); name it with --label-column"
         )
     li = header.index(label_column) if label_column in header else None
     si = header.index(split_column) if split_column in header else None
@@ -262,8 +265,10 @@ def read_outputs(
         scores, y, split_values = _read_csv(path, label_column, split_column)
         if split_values is not None:
             v, t = _split_rows(split_values, where)
-            return {"val": check_split(scores[v], y[v], kind, f"{where} (val rows)"),
-                    "test": check_split(scores[t], y[t], kind, f"{where} (test rows)")}
+            return {
+                "val": check_split(scores[v], y[v], kind, f"{where} (val rows)"),
+                "test": check_split(scores[t], y[t], kind, f"{where} (test rows)"),
+            }
         return {split or "data": check_split(scores, y, kind, where)}
     if suffix not in (".pt", ".npz"):
         raise InputError(f"{path}: unknown format {suffix!r}; use .pt, .npz, .npy or .csv")
@@ -279,8 +284,10 @@ def read_outputs(
     if split_column in d:
         values = np.array([str(v).strip().lower() for v in _as_array(d[split_column]).reshape(-1)])
         v, t = _split_rows(values, where)
-        return {"val": check_split(scores[v], _as_array(y)[v], kind, f"{where} (val rows)"),
-                "test": check_split(scores[t], _as_array(y)[t], kind, f"{where} (test rows)")}
+        return {
+            "val": check_split(scores[v], _as_array(y)[v], kind, f"{where} (val rows)"),
+            "test": check_split(scores[t], _as_array(y)[t], kind, f"{where} (test rows)"),
+        }
     return {split or "data": check_split(scores, y, kind, where)}
 
 

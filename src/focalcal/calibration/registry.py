@@ -52,8 +52,13 @@ def register_calibrator(
     options = {k: _BY_TYPE.get(type(v), as_is) for k, v in defaults.items()}
     doc = (cls.__doc__ or cls.__name__).strip().splitlines()[0]
     CALIBRATORS.register(
-        cls.name, cls, description=description or doc, label=label, options=options,
-        meta={"defaults": defaults}, replace=replace,
+        cls.name,
+        cls,
+        description=description or doc,
+        label=label,
+        options=options,
+        meta={"defaults": defaults},
+        replace=replace,
     )
     return cls
 

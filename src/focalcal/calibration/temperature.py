@@ -19,10 +19,10 @@ Two fitting methods:
 >>> import torch
 >>> g = torch.Generator().manual_seed(0)
 >>> labels = torch.randint(0, 3, (2000,), generator=g)
->>> logits = 4.0 * torch.nn.functional.one_hot(labels, 3) + 2.0 * torch.randn(2000, 3, generator=g)
->>> ts = TemperatureScaling().fit(logits, labels)
->>> 1.0 < ts.temperature < 3.0, ts.converged
-(True, True)
+>>> calibrated = 4.0 * torch.nn.functional.one_hot(labels, 3) + 2.0 * torch.randn(2000, 3, generator=g)
+>>> ts = TemperatureScaling().fit(3 * calibrated, labels)  # logits three times too confident
+>>> round(ts.temperature, 2), ts.converged
+(2.71, True)
 """
 
 from __future__ import annotations

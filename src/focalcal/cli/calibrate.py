@@ -38,8 +38,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--test-labels", help="labels of --test when it is a .npy of scores")
     c.add_argument("--label-column", default="label", help="CSV label column (default label)")
     c.add_argument("--split-column", default="split", help="CSV / file split column (default split)")
-    c.add_argument("--calibrators", help="comma-separated registry names (default: all; matrix and dirichlet up to "
-                                          "20 classes); temperature:ece_grid for the paper's grid")
+    c.add_argument(
+        "--calibrators",
+        help="comma-separated registry names (default: all; matrix and dirichlet up to "
+        "20 classes); temperature:ece_grid for the paper's grid",
+    )
     c.add_argument("--n-bins", type=positive_int, default=15, help="calibration bins (default 15)")
     c.add_argument("--bin-closed", choices=["left", "right"], default="left", help="bins [lo, hi) or (lo, hi]")
     c.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the intervals (0: none)")
@@ -56,7 +59,9 @@ def _candidates(text: str | None, num_classes: int) -> list[Candidate] | None:
     out = []
     for item in (t.strip() for t in text.split(",") if t.strip()):
         name, _, method = item.partition(":")
-        out.append(Candidate(name, {"method": method} if method else ({"method": "nll"} if name == "temperature" else {})))
+        out.append(
+            Candidate(name, {"method": method} if method else ({"method": "nll"} if name == "temperature" else {}))
+        )
     return out or default_candidates(num_classes)
 
 
@@ -89,24 +94,47 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.out:
         raise InputError("--out FOLDER is needed for the report")
-    val, test = read_val_test(args.kind, data=args.data, val=args.val, test=args.test, val_labels=args.val_labels,
-                              test_labels=args.test_labels, label_column=args.label_column,
-                              split_column=args.split_column)
-    report, arrays = compare(val, test, candidates=_candidates(args.calibrators, val.num_classes), n_bins=args.n_bins,
-                             closed=args.bin_closed, n_boot=args.n_boot, seed=args.seed, echo=echo)
+    val, test = read_val_test(
+        args.kind,
+        data=args.data,
+        val=args.val,
+        test=args.test,
+        val_labels=args.val_labels,
+        test_labels=args.test_labels,
+        label_column=args.label_column,
+        split_column=args.split_column,
+    )
+    report, arrays = compare(
+        val,
+        test,
+        candidates=_candidates(args.calibrators, val.num_classes),
+        n_bins=args.n_bins,
+        closed=args.bin_closed,
+        n_boot=args.n_boot,
+        seed=args.seed,
+        echo=echo,
+    )
     out = args.out
     chosen = report["calibrators"][report["chosen"]]
     atomic_write_text(out / "calibration.json", json.dumps(report, indent=2) + "\n")
     atomic_write_text(out / "calibration.md", markdown(report))
-    saved = {"label": chosen["label"], "criterion": report["criterion"],
-             "calibrator": arrays["calibrators"][report["chosen"]].state_dict()}
+    saved = {
+        "label": chosen["label"],
+        "criterion": report["criterion"],
+        "calibrator": arrays["calibrators"][report["chosen"]].state_dict(),
+    }
     atomic_write_text(out / "calibrator.json", json.dumps(saved, indent=2) + "\n")
     for stage, label in (("before", "uncalibrated"), ("after", chosen["label"])):
-        metrics = {k: v["estimate"] for k, v in (report["uncalibrated"] if stage == "before" else chosen["test"]).items()}
-        save_figure(reliability_grid([(f"test: {label}", arrays[f"bins_{stage}"], metrics)]),
-                    out / f"reliability_{stage}.png")
+        metrics = {
+            k: v["estimate"] for k, v in (report["uncalibrated"] if stage == "before" else chosen["test"]).items()
+        }
+        save_figure(
+            reliability_grid([(f"test: {label}", arrays[f"bins_{stage}"], metrics)]), out / f"reliability_{stage}.png"
+        )
     u, a = report["uncalibrated"], chosen["test"]
-    echo(f"chosen: {chosen['label']} (validation CV NLL {chosen['val_cv_nll']:.4f}); test ECE "
-         f"{100 * u['ece']['estimate']:.2f}% -> {100 * a['ece']['estimate']:.2f}%, NLL {u['nll']['estimate']:.4f} -> "
-         f"{a['nll']['estimate']:.4f}; report {out / 'calibration.md'}, calibrator {out / 'calibrator.json'}")
+    echo(
+        f"chosen: {chosen['label']} (validation CV NLL {chosen['val_cv_nll']:.4f}); test ECE "
+        f"{100 * u['ece']['estimate']:.2f}% -> {100 * a['ece']['estimate']:.2f}%, NLL {u['nll']['estimate']:.4f} -> "
+        f"{a['nll']['estimate']:.4f}; report {out / 'calibration.md'}, calibrator {out / 'calibrator.json'}"
+    )
     return 0

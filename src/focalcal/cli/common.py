@@ -39,7 +39,9 @@ def count_or_fraction(text: str) -> int | float:
     if value == 1.0:
         raise argparse.ArgumentTypeError("1.0 is ambiguous: write 1 for one image, or a fraction below 1 such as 0.1")
     if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"a fraction must lie in (0, 1) (an image count has no decimal point), got {text}")
+        raise argparse.ArgumentTypeError(
+            f"a fraction must lie in (0, 1) (an image count has no decimal point), got {text}"
+        )
     return value
 
 

@@ -23,11 +23,17 @@ def _section(title: str, rows: dict[str, str]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    _section("datasets", {
-        n: (f"{f.title}: {f.classes} classes, {f.train:,}/{f.test:,} images, {f.size}x{f.size}"
-            if (f := DATASET_FACTS.get(n)) else "your own images: <root>/{train,test}/<class>/<image>")
-        for n in DATASETS
-    })
+    _section(
+        "datasets",
+        {
+            n: (
+                f"{f.title}: {f.classes} classes, {f.train:,}/{f.test:,} images, {f.size}x{f.size}"
+                if (f := DATASET_FACTS.get(n))
+                else "your own images: <root>/{train,test}/<class>/<image>"
+            )
+            for n in DATASETS
+        },
+    )
     _section("models", {**MODELS.describe(), **{p: "any classifier of that library" for p in MODELS.patterns()}})
     _section("losses", {e.name: f"[{e.display({})}] {e.description}" for e in LOSSES.entries()})
     _section("calibrators", {e.name: f"[{e.display({})}] {e.description}" for e in CALIBRATORS.entries()})

@@ -19,7 +19,16 @@ from ..errors import FocalcalError
 EXIT_USAGE = 2
 #: Sub-command modules of focalcal.cli, each with ``register(subparsers)``.
 COMMANDS: tuple[str, ...] = (
-    "train", "evaluate", "ood", "plot", "sweep", "table", "claims", "calibrate", "demo", "listing",
+    "train",
+    "evaluate",
+    "ood",
+    "plot",
+    "sweep",
+    "table",
+    "claims",
+    "calibrate",
+    "demo",
+    "listing",
 )
 _USER_OS_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
 
@@ -46,8 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_USAGE
         raise
     except KeyboardInterrupt:
-        print("focalcal: interrupted; a training run continues with `focalcal train --resume --out RUN`",
-              file=sys.stderr)
+        print(
+            "focalcal: interrupted; a training run continues with `focalcal train --resume --out RUN`", file=sys.stderr
+        )
         return 130
 
 

@@ -26,19 +26,28 @@ def register(sub: argparse._SubParsersAction) -> None:
         "AUROC, AUPR-in/out, FPR@95%TPR and, on labelled shifted sets, calibration. Writes ood.json, ood.md "
         "and ood_roc_<score>.png into RUN_DIR."
     )
-    p = sub.add_parser("ood", help="OOD detection and calibration under dataset shift, before/after TS",
-                       description=description)
+    p = sub.add_parser(
+        "ood", help="OOD detection and calibration under dataset shift, before/after TS", description=description
+    )
     p.add_argument("run_dir")
-    p.add_argument("--ood", action="append", required=True, metavar="SET",
-                   help=f"an OOD or shifted set (repeatable): {describe_ood_sets()}")
+    p.add_argument(
+        "--ood",
+        action="append",
+        required=True,
+        metavar="SET",
+        help=f"an OOD or shifted set (repeatable): {describe_ood_sets()}",
+    )
     p.add_argument("--n-bins", type=positive_int, help="calibration bins (default: the run's, 15)")
-    p.add_argument("--ts-method", choices=["nll", "ece_grid"],
-                   help="temperature fitted on validation by NLL or the paper's grid (default: the run's)")
-    p.add_argument("--scores", default=",".join(SCORES),
-                   help=f"comma-separated OOD scores (default {','.join(SCORES)})")
+    p.add_argument(
+        "--ts-method",
+        choices=["nll", "ece_grid"],
+        help="temperature fitted on validation by NLL or the paper's grid (default: the run's)",
+    )
+    p.add_argument(
+        "--scores", default=",".join(SCORES), help=f"comma-separated OOD scores (default {','.join(SCORES)})"
+    )
     p.add_argument("--max-images", type=positive_int, help="score a seeded subset of at most this many images per set")
-    p.add_argument("--seed", type=int, default=0,
-                   help="seed of the corruption noise and of subsets (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the corruption noise and of subsets (default 0)")
     p.add_argument("--download", action="store_true", help="let torchvision download missing data sets")
     add_data_args(p)
     p.set_defaults(func=run)
@@ -48,9 +57,17 @@ def run(args: argparse.Namespace) -> int:
     folder = RunFolder(args.run_dir)
     with folder.lock():
         report, arrays = score_run(
-            folder, args.ood, data_dir=args.data_dir, device=args.device or "auto", n_bins=args.n_bins,
-            ts_method=args.ts_method, seed=args.seed, max_images=args.max_images, download=args.download,
-            scores=[s.strip() for s in args.scores.split(",") if s.strip()], echo=tqdm.write,
+            folder,
+            args.ood,
+            data_dir=args.data_dir,
+            device=args.device or "auto",
+            n_bins=args.n_bins,
+            ts_method=args.ts_method,
+            seed=args.seed,
+            max_images=args.max_images,
+            download=args.download,
+            scores=[s.strip() for s in args.scores.split(",") if s.strip()],
+            echo=tqdm.write,
         )
         write_ood(folder, report, arrays)
     key = "entropy" if "entropy" in report["scores"] else report["scores"][0]

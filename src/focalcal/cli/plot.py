@@ -59,8 +59,9 @@ def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
         writer = csv.DictWriter(f, fieldnames=list(columns))
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: "" if v is None or (isinstance(v, float) and math.isnan(v)) else v
-                             for k, v in row.items()})
+            writer.writerow(
+                {k: "" if v is None or (isinstance(v, float) and math.isnan(v)) else v for k, v in row.items()}
+            )
     return path
 
 
@@ -80,8 +81,11 @@ def g_table(gammas: Sequence[float], points: int = 501) -> tuple[np.ndarray, dic
     p = np.linspace(0.0, 1.0, points)
     values = {float(g): np.asarray(g_factor(p, float(g))) for g in gammas}
     thresholds = {float(g): p_threshold(float(g)) for g in gammas if g > 0}
-    rows = [{"gamma": g, "p": float(pi), "g": float(gi), "p_threshold": thresholds.get(g)}
-            for g, v in values.items() for pi, gi in zip(p, v)]
+    rows = [
+        {"gamma": g, "p": float(pi), "g": float(gi), "p_threshold": thresholds.get(g)}
+        for g, v in values.items()
+        for pi, gi in zip(p, v)
+    ]
     return p, values, thresholds, rows
 
 
@@ -143,8 +147,13 @@ def plot_all(args: argparse.Namespace) -> list[Path]:
     cannot be drawn is named on stderr with the reason (e.g. runs trained without the per-epoch test pass)."""
     paths: list[Path] = []
     skipped: list[str] = []
-    figures = (("nll-entropy", plot_nll_entropy), ("test-nll", plot_test_nll), ("g", plot_g),
-               ("weight-norm", plot_weight_norm), ("reliability", plot_reliability))
+    figures = (
+        ("nll-entropy", plot_nll_entropy),
+        ("test-nll", plot_test_nll),
+        ("g", plot_g),
+        ("weight-norm", plot_weight_norm),
+        ("reliability", plot_reliability),
+    )
     for name, draw in figures:
         try:
             paths += draw(args)
@@ -153,11 +162,14 @@ def plot_all(args: argparse.Namespace) -> list[Path]:
     runs = _runs(args)
     drawn = {p.stem for p in paths}
     if {"nll_entropy", "test_nll", "weight_norm"} <= drawn:
-        panels = reliability_panels(read_reliability(r, n_bins=args.n_bins) for r in runs) if "reliability" in drawn else []
+        panels = (
+            reliability_panels(read_reliability(r, n_bins=args.n_bins) for r in runs) if "reliability" in drawn else []
+        )
         p, values, thresholds, _ = g_table(args.gammas, args.points)
         curves = curves_of(runs, DYNAMICS_COLUMNS + TEST_NLL_COLUMNS + WEIGHT_NORM_COLUMNS)
-        sheet = analysis_sheet(curves, p=p, g_values=values, thresholds=thresholds, reliability=panels,
-                               log_nll=args.log_nll)
+        sheet = analysis_sheet(
+            curves, p=p, g_values=values, thresholds=thresholds, reliability=panels, log_nll=args.log_nll
+        )
         paths += _save(sheet, args.out, "sheet", None)
     else:
         skipped.append("sheet: it needs the nll-entropy, test-nll and weight-norm figures")
@@ -174,18 +186,23 @@ def _gammas(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
-def _figure_parser(sub, name: str, help: str, func, *, runs: bool = True, g: bool = False,
-                   bins: bool = False, log_nll: bool = False) -> argparse.ArgumentParser:
+def _figure_parser(
+    sub, name: str, help: str, func, *, runs: bool = True, g: bool = False, bins: bool = False, log_nll: bool = False
+) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help, description=help)
     if runs:
-        p.add_argument("runs", nargs="+", type=Path, metavar="RUN",
-                       help="run folders (written by focalcal train)")
-        p.add_argument("--label", action="append", default=[],
-                       help="legend label, once per run in order (default: the loss and its gamma)")
+        p.add_argument("runs", nargs="+", type=Path, metavar="RUN", help="run folders (written by focalcal train)")
+        p.add_argument(
+            "--label",
+            action="append",
+            default=[],
+            help="legend label, once per run in order (default: the loss and its gamma)",
+        )
     p.add_argument("--out", type=Path, default=Path("plots"), help="output folder (default ./plots)")
     if g:
-        p.add_argument("--gammas", type=_gammas, default=list(DEFAULT_GAMMAS),
-                       help="comma-separated gammas (default 1,2,3,4,5)")
+        p.add_argument(
+            "--gammas", type=_gammas, default=list(DEFAULT_GAMMAS), help="comma-separated gammas (default 1,2,3,4,5)"
+        )
         p.add_argument("--points", type=int, default=501, help="values of p in [0, 1] (default 501)")
     if bins:
         p.add_argument("--n-bins", type=int, default=None, help="reliability bins (default: the report's)")
@@ -206,19 +223,36 @@ def _command(func):
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``focalcal plot {nll-entropy,test-nll,g,weight-norm,reliability,all}`` (run folders only, no data)."""
-    plot = subparsers.add_parser("plot", help="draw the paper's analysis figures (Figs. 1-5) from run logs",
-                                 description="Draw the paper's analysis figures (Figs. 1-5) for your own "
-                                             "runs from their logs, as PNG + PDF with the data as CSV.")
+    plot = subparsers.add_parser(
+        "plot",
+        help="draw the paper's analysis figures (Figs. 1-5) from run logs",
+        description="Draw the paper's analysis figures (Figs. 1-5) for your own "
+        "runs from their logs, as PNG + PDF with the data as CSV.",
+    )
     sub = plot.add_subparsers(dest="figure", required=True, metavar="FIGURE")
-    _figure_parser(sub, "nll-entropy", "Fig. 2: NLL and entropy of correct/incorrect train and test samples",
-                   plot_nll_entropy, log_nll=True)
-    _figure_parser(sub, "test-nll", "Fig. 3: test NLL over epochs for several runs", plot_test_nll,
-                   log_nll=True)
-    _figure_parser(sub, "g", "Fig. 4: g(p, gamma) against p, with g = 1 and its thresholds", plot_g,
-                   runs=False, g=True)
-    _figure_parser(sub, "weight-norm", "Fig. 5: last linear layer's weight norm over epochs",
-                   plot_weight_norm)
-    _figure_parser(sub, "reliability", "Fig. 1: reliability diagrams before / after temperature scaling",
-                   plot_reliability, bins=True)
-    _figure_parser(sub, "all", "every figure (Figs. 1-5) on its own and on one combined sheet", plot_all,
-                   g=True, bins=True, log_nll=True)
+    _figure_parser(
+        sub,
+        "nll-entropy",
+        "Fig. 2: NLL and entropy of correct/incorrect train and test samples",
+        plot_nll_entropy,
+        log_nll=True,
+    )
+    _figure_parser(sub, "test-nll", "Fig. 3: test NLL over epochs for several runs", plot_test_nll, log_nll=True)
+    _figure_parser(sub, "g", "Fig. 4: g(p, gamma) against p, with g = 1 and its thresholds", plot_g, runs=False, g=True)
+    _figure_parser(sub, "weight-norm", "Fig. 5: last linear layer's weight norm over epochs", plot_weight_norm)
+    _figure_parser(
+        sub,
+        "reliability",
+        "Fig. 1: reliability diagrams before / after temperature scaling",
+        plot_reliability,
+        bins=True,
+    )
+    _figure_parser(
+        sub,
+        "all",
+        "every figure (Figs. 1-5) on its own and on one combined sheet",
+        plot_all,
+        g=True,
+        bins=True,
+        log_nll=True,
+    )

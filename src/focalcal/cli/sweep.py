@@ -34,17 +34,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("family", help="an experiment family, e.g. cpu or paper_cifar")
     s.add_argument("--seeds", type=seeds, default=[1], help="seeds, e.g. 1-3 or 1,2,5 (default 1)")
     s.add_argument("--out", required=True, help="root folder of the sweep's runs")
-    s.add_argument("--only", action="append", default=[], metavar="AXIS=A,B",
-                   help="only these datasets / models / losses, e.g. --only loss=ce,flsd53 (repeatable)")
-    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key of every run, e.g. --set epochs=10 (repeatable)")
-    s.add_argument("--launcher", choices=LAUNCHERS, default="local",
-                   help="local (default): on this machine; slurm: a SLURM job array via submitit; "
-                   "submitit-local: the same through submitit's local executor")
+    s.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="AXIS=A,B",
+        help="only these datasets / models / losses, e.g. --only loss=ce,flsd53 (repeatable)",
+    )
+    s.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key of every run, e.g. --set epochs=10 (repeatable)",
+    )
+    s.add_argument(
+        "--launcher",
+        choices=LAUNCHERS,
+        default="local",
+        help="local (default): on this machine; slurm: a SLURM job array via submitit; "
+        "submitit-local: the same through submitit's local executor",
+    )
     s.add_argument("--jobs", type=positive_int, default=1, help="runs at once (default 1)")
     s.add_argument("--gpus", default="", help="local launcher: comma-separated GPU ids, one per concurrent run")
-    s.add_argument("--nproc-per-run", type=positive_int, default=1,
-                   help="processes (GPUs) per run, launched with torchrun (DistributedDataParallel)")
+    s.add_argument(
+        "--nproc-per-run",
+        type=positive_int,
+        default=1,
+        help="processes (GPUs) per run, launched with torchrun (DistributedDataParallel)",
+    )
     s.add_argument("--partition", help="SLURM partition")
     s.add_argument("--timeout-min", type=positive_int, default=24 * 60, help="SLURM time limit per job (minutes)")
     s.add_argument("--no-wait", action="store_true", help="SLURM: submit and return without waiting")
@@ -56,11 +74,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     only = {k: [x.strip() for x in v.split(",") if x.strip()] for k, v in key_values(args.only, "--only").items()}
-    jobs = plan(args.family, args.seeds, args.out, only=only, overrides=key_values(args.set, "--set"),
-                nproc=args.nproc_per_run, data_dir=args.data_dir, device=args.device, ood=not args.no_ood)
+    jobs = plan(
+        args.family,
+        args.seeds,
+        args.out,
+        only=only,
+        overrides=key_values(args.set, "--set"),
+        nproc=args.nproc_per_run,
+        data_dir=args.data_dir,
+        device=args.device,
+        ood=not args.no_ood,
+    )
     if args.dry_run:
         for job in jobs:
-            steps = [" ".join(c[c.index("focalcal.cli.main") + 1:][:2]) for c in commands(job)] if state(job) != "busy" else []
+            steps = (
+                [" ".join(c[c.index("focalcal.cli.main") + 1 :][:2]) for c in commands(job)]
+                if state(job) != "busy"
+                else []
+            )
             echo(f"{state(job):8s} {job.name}: {', '.join(steps) or 'nothing to do'}")
         return 0
     echo(f"{len(jobs)} runs of {args.family} into {args.out} ({args.launcher}, {args.jobs} at once)")
@@ -69,9 +100,15 @@ def run(args: argparse.Namespace) -> int:
         results = run_local(jobs, args.out, parallel=args.jobs, gpus=gpus, echo=echo)
     else:
         results = run_submitit(
-            jobs, args.out, cluster="slurm" if args.launcher == "slurm" else "local", parallel=args.jobs,
-            timeout_min=args.timeout_min, partition=args.partition, gpus_per_job=args.nproc_per_run if args.device != "cpu" else 0,
-            wait=not args.no_wait, echo=echo,
+            jobs,
+            args.out,
+            cluster="slurm" if args.launcher == "slurm" else "local",
+            parallel=args.jobs,
+            timeout_min=args.timeout_min,
+            partition=args.partition,
+            gpus_per_job=args.nproc_per_run if args.device != "cpu" else 0,
+            wait=not args.no_wait,
+            echo=echo,
         )
     path = write_summary(args.out, results)
     failed = [r for r in results if r.status in ("failed", "busy")]

@@ -45,8 +45,9 @@ def run(args: argparse.Namespace) -> int:
     atomic_write_text(out / "table.csv", buf.getvalue())
     written = [out / "table.md", out / "table.csv", out / "table.tex"]
     if not args.no_figures:
-        figures = [("fig6.png", fig6(tables))] + [(f"fig7_{s.replace(':', '-')}.png", fig7(tables, s))
-                                                   for s in tables.ood_sets]
+        figures = [("fig6.png", fig6(tables))] + [
+            (f"fig7_{s.replace(':', '-')}.png", fig7(tables, s)) for s in tables.ood_sets
+        ]
         for name, fig in figures:
             written += save_figure(fig, out / name, formats=("pdf",))
     print(md)

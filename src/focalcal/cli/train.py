@@ -53,15 +53,30 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="a protocol (`paper`, `cpu`), an experiment <family>/<dataset>/<model>/<loss> (see `focalcal list`), "
         "or a YAML file of config keys; flags override it",
     )
-    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="set any config key (a YAML value), e.g. --set milestones=[40,60] (repeatable; flags win)")
+    t.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set any config key (a YAML value), e.g. --set milestones=[40,60] (repeatable; flags win)",
+    )
     t.add_argument("--dataset", help=f"one of: {', '.join(DATASETS)} (default cifar10)")
     t.add_argument("--model", help="a model from `focalcal list`, or timm:NAME / torchvision:NAME (default resnet20)")
-    t.add_argument("--model-opt", action="append", default=[], metavar="KEY=VALUE",
-                   help="a model option, e.g. --model-opt pretrained=true (repeatable)")
+    t.add_argument(
+        "--model-opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a model option, e.g. --model-opt pretrained=true (repeatable)",
+    )
     t.add_argument("--loss", help="a loss from `focalcal list` (default ce)")
-    t.add_argument("--loss-opt", action="append", default=[], metavar="KEY=VALUE",
-                   help="a loss option, e.g. --loss-opt gamma=3 (repeatable)")
+    t.add_argument(
+        "--loss-opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a loss option, e.g. --loss-opt gamma=3 (repeatable)",
+    )
     t.add_argument("--epochs", type=int, help="epochs (default 350); lr milestones scale with it")
     t.add_argument("--batch-size", type=int)
     t.add_argument("--lr", type=float)
@@ -69,27 +84,54 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--grad-clip", type=float, help="gradient-norm clip (default 2, the paper's); 0 disables it")
     t.add_argument("--seed", type=int)
     t.add_argument("--train-size", type=int, help="train on a subset of this many images")
-    t.add_argument("--val-size", type=count_or_fraction,
-                   help="validation images held out of train: a count (e.g. 5000) or a fraction below 1 (e.g. 0.1)")
+    t.add_argument(
+        "--val-size",
+        type=count_or_fraction,
+        help="validation images held out of train: a count (e.g. 5000) or a fraction below 1 (e.g. 0.1)",
+    )
     t.add_argument("--test-size", type=int, help="evaluate on a seeded subset of the test split")
     t.add_argument("--image-size", type=int, help="resize image-folder images to this square size")
-    t.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
-                   help="random crop (4-pixel padding) and horizontal flip (default on)")
+    t.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="random crop (4-pixel padding) and horizontal flip (default on)",
+    )
     t.add_argument("--n-bins", type=int, help="calibration bins (default 15)")
-    t.add_argument("--bin-closed", choices=["left", "right"],
-                   help="equal-width bins [lo, hi) (left, default, as torchmetrics) or (lo, hi] (right, the authors')")
-    t.add_argument("--ts-method", choices=["nll", "ece_grid"],
-                   help="the report's main temperature: fitted by validation NLL (default) or the paper's ECE grid")
-    t.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
-                   help="bfloat16 autocast of the training forward pass; losses and metrics stay float32 "
-                   "(default: measured on this machine, see README 'Speed')")
-    t.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                   help="NHWC memory format (default: measured on CPU, on for CUDA)")
+    t.add_argument(
+        "--bin-closed",
+        choices=["left", "right"],
+        help="equal-width bins [lo, hi) (left, default, as torchmetrics) or (lo, hi] (right, the authors')",
+    )
+    t.add_argument(
+        "--ts-method",
+        choices=["nll", "ece_grid"],
+        help="the report's main temperature: fitted by validation NLL (default) or the paper's ECE grid",
+    )
+    t.add_argument(
+        "--amp",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="bfloat16 autocast of the training forward pass; losses and metrics stay float32 "
+        "(default: measured on this machine, see README 'Speed')",
+    )
+    t.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="NHWC memory format (default: measured on CPU, on for CUDA)",
+    )
     t.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model")
-    t.add_argument("--dynamics-train-size", type=int,
-                   help="un-augmented train images evaluated each epoch for the dynamics log (0: off)")
-    t.add_argument("--dynamics-test-size", type=int,
-                   help="test images evaluated each epoch for the dynamics log (default all; 0: off)")
+    t.add_argument(
+        "--dynamics-train-size",
+        type=int,
+        help="un-augmented train images evaluated each epoch for the dynamics log (0: off)",
+    )
+    t.add_argument(
+        "--dynamics-test-size",
+        type=int,
+        help="test images evaluated each epoch for the dynamics log (default all; 0: off)",
+    )
     t.add_argument("--dynamics-every", type=int, help="evaluate the dynamics every N epochs (default 1)")
     t.add_argument("--out", required=True, help="run folder to write")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -115,7 +157,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             value = yaml.safe_load(text)
         except yaml.YAMLError:
             raise ConfigError(f"--set {key}={text}: not a YAML value") from None
-        values[key] = merge(values[key], value) if isinstance(value, dict) and isinstance(values.get(key), dict) else value
+        values[key] = (
+            merge(values[key], value) if isinstance(value, dict) and isinstance(values.get(key), dict) else value
+        )
     for flag, key in _FLAG_TO_KEY.items():
         v = getattr(args, flag, None)
         if v is not None:
@@ -146,8 +190,14 @@ def run(args: argparse.Namespace) -> int:
     folder = RunFolder(args.out)
     main_rank = is_main_process()
     with folder.lock() if main_rank else contextlib.nullcontext():
-        trainer = Trainer(config, folder, download=args.download, progress=not args.no_progress, echo=echo,
-                          make_trackers=lambda run: trackers_from_args(args, run))
+        trainer = Trainer(
+            config,
+            folder,
+            download=args.download,
+            progress=not args.no_progress,
+            echo=echo,
+            make_trackers=lambda run: trackers_from_args(args, run),
+        )
         trainer.fit(resume=args.resume, overwrite=args.overwrite)
         if trainer.dist.is_main:
             echo(f"trained {config.model} with {config.loss} for {config.epochs} epochs -> {args.out}")
@@ -161,5 +211,3 @@ def run(args: argparse.Namespace) -> int:
     for tracker in trainer.trackers:
         tracker.close()
     return 0
-
-

@@ -153,9 +153,7 @@ def corrupt(images: torch.Tensor, corruption: str, severity: int, *, seed: int =
     """
     check_corruption(corruption, severity)
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(
-            f"corrupt expects uint8 [N, 3, H, W] images; got {images.dtype} {tuple(images.shape)}"
-        )
+        raise ValueError(f"corrupt expects uint8 [N, 3, H, W] images; got {images.dtype} {tuple(images.shape)}")
     op, constants = CORRUPTIONS[corruption]
     rng = np.random.default_rng([int(seed), zlib.crc32(corruption.encode()), int(severity)])
     hwc = images.permute(0, 2, 3, 1).numpy()

@@ -41,17 +41,29 @@ class DatasetFacts:
 
 DATASET_FACTS: dict[str, DatasetFacts] = {
     "cifar10": DatasetFacts(
-        "CIFAR-10", 10, 50_000, 10_000, 32,
+        "CIFAR-10",
+        10,
+        50_000,
+        10_000,
+        32,
         "<root>/cifar10/{train,test}/<class>/<image>.png, or torchvision's <root>/cifar-10-batches-py",
         CIFAR10_CLASSES,
     ),
     "cifar100": DatasetFacts(
-        "CIFAR-100", 100, 50_000, 10_000, 32,
+        "CIFAR-100",
+        100,
+        50_000,
+        10_000,
+        32,
         "<root>/cifar100/{train,test}/<class>/<image>.png (100 class folders), or torchvision's "
         "<root>/cifar-100-python",
     ),
     "tiny_imagenet": DatasetFacts(
-        "Tiny-ImageNet", 200, 100_000, 10_000, 64,
+        "Tiny-ImageNet",
+        200,
+        100_000,
+        10_000,
+        64,
         "<root>/tiny-imagenet-200/ as distributed: wnids.txt, train/<wnid>/images/*.JPEG, val/images/*.JPEG and "
         "val/val_annotations.txt (the official val split is used as the test split)",
     ),
@@ -120,8 +132,14 @@ def check_identity(
 
 
 def _check_loaded(data: ImageData, where: Path) -> None:
-    check_identity(data.name, where, data.classes, int(data.train_images.shape[0]), int(data.test_images.shape[0]),
-                   tuple(data.train_images.shape[-2:]))
+    check_identity(
+        data.name,
+        where,
+        data.classes,
+        int(data.train_images.shape[0]),
+        int(data.test_images.shape[0]),
+        tuple(data.train_images.shape[-2:]),
+    )
 
 
 def _folder_root(root: Path, name: str) -> Path | None:

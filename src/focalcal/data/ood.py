@@ -305,8 +305,16 @@ def load_ood_set(
         DataError: an unknown name (lists the valid ones) or data not found (says where it was looked for
             and how to get it). ValueError: an unknown corruption or a severity outside 1..5.
     """
-    return _load(name, data_dir, image_size=image_size, seed=seed, max_images=max_images, download=download,
-                 cache_dir=cache_dir, tests={})
+    return _load(
+        name,
+        data_dir,
+        image_size=image_size,
+        seed=seed,
+        max_images=max_images,
+        download=download,
+        cache_dir=cache_dir,
+        tests={},
+    )
 
 
 def load_ood_sets(
@@ -335,15 +343,31 @@ def load_ood_sets(
         )
     tests: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     return [
-        _load(name, data_dir, image_size=image_size, seed=seed, max_images=max_images, download=download,
-              cache_dir=cache_dir, tests=tests)
+        _load(
+            name,
+            data_dir,
+            image_size=image_size,
+            seed=seed,
+            max_images=max_images,
+            download=download,
+            cache_dir=cache_dir,
+            tests=tests,
+        )
         for name in names
     ]
 
 
-def _load(name: str, data_dir: str | os.PathLike | None, *, image_size: int, seed: int,
-          max_images: int | None, download: bool, cache_dir: str | os.PathLike | None | bool,
-          tests: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> OODSet:
+def _load(
+    name: str,
+    data_dir: str | os.PathLike | None,
+    *,
+    image_size: int,
+    seed: int,
+    max_images: int | None,
+    download: bool,
+    cache_dir: str | os.PathLike | None | bool,
+    tests: dict[str, tuple[torch.Tensor, torch.Tensor]],
+) -> OODSet:
     def test_split(base: str) -> tuple[torch.Tensor, torch.Tensor]:
         if base not in tests:
             data = load_dataset(base, data_dir, download=download)
@@ -356,13 +380,12 @@ def _load(name: str, data_dir: str | os.PathLike | None, *, image_size: int, see
     if head in ("cifar10c", "cifar100c"):
         corruption, _, sev = rest.partition(":")
         if not sev.isdigit():
-            raise DataError(
-                f"{name!r}: expected {head}:<corruption>:<severity>, e.g. {head}:gaussian_noise:5"
-            )
+            raise DataError(f"{name!r}: expected {head}:<corruption>:<severity>, e.g. {head}:gaussian_noise:5")
         base = head[:-1]
         check_corruption(corruption, int(sev))
-        images, labels = corrupted_test_split(base, corruption, int(sev), seed=seed, cache_dir=cache_dir,
-                                              clean=test_split(base))
+        images, labels = corrupted_test_split(
+            base, corruption, int(sev), seed=seed, cache_dir=cache_dir, clean=test_split(base)
+        )
         kind, label_dataset = "shift", base
         desc = f"{base} test split, {corruption} severity {sev} (CIFAR-C settings, seed {seed})"
         name = f"{head}:{corruption}:{int(sev)}"

@@ -36,9 +36,7 @@ class DataSplits:
 def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Exact per-channel mean and (population) std of uint8 images ``[N, C, H, W]``, on the 0..1 scale."""
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[0] == 0:
-        raise DataError(
-            f"channel_stats expects non-empty uint8 [N, C, H, W], got {images.dtype} {tuple(images.shape)}"
-        )
+        raise DataError(f"channel_stats expects non-empty uint8 [N, C, H, W], got {images.dtype} {tuple(images.shape)}")
     values = torch.arange(256, dtype=torch.float64) / 255.0
     means, stds = [], []
     for c in range(images.shape[1]):
@@ -82,7 +80,12 @@ def make_splits(
         DataError: sizes out of range.
     """
     n = data.train_images.shape[0]
-    if isinstance(val_size, bool) or not isinstance(val_size, (int, float)) or val_size == 1.0 and isinstance(val_size, float):
+    if (
+        isinstance(val_size, bool)
+        or not isinstance(val_size, (int, float))
+        or val_size == 1.0
+        and isinstance(val_size, float)
+    ):
         raise DataError(f"val_size must be an image count (int) or a fraction in (0, 1); got {val_size!r}")
     n_val = int(round(val_size * n)) if isinstance(val_size, float) and val_size < 1 else int(val_size)
     if not 0 < n_val < n:

@@ -7,10 +7,10 @@ batch 128, lr 0.1 divided by 10 at epochs 150 and 250 of 350, gradient-norm clip
 >>> cfg = TrainConfig(epochs=35)
 >>> cfg.resolved_milestones()
 [15, 25]
->>> TrainConfig(val_size=1.0).validate()
+>>> TrainConfig(val_size=1.0).validate()  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-focalcal.errors.ConfigError: invalid training configuration: val_size 1.0 is ambiguous: write 1 for one image, or a fraction below 1 (e.g. 0.1)
+focalcal.errors.ConfigError: invalid training configuration: val_size 1.0 is ambiguous: ...
 """
 
 from __future__ import annotations
@@ -145,7 +145,9 @@ class TrainConfig:
         if self.dynamics_every < 1:
             problems.append(f"dynamics_every must be >= 1 (got {self.dynamics_every})")
         if self.dynamics_test_size is not None and self.dynamics_test_size < 0:
-            problems.append(f"dynamics_test_size must be >= 0, or null for the whole test split (got {self.dynamics_test_size})")
+            problems.append(
+                f"dynamics_test_size must be >= 0, or null for the whole test split (got {self.dynamics_test_size})"
+            )
         if problems:
             raise ConfigError("invalid training configuration: " + "; ".join(problems))
         self._check_names()

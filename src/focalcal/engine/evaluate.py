@@ -59,8 +59,16 @@ def load_run(run_dir: str | Path | RunFolder, *, device: str = "auto") -> Loaded
     model.load_state_dict(state["model"])
     model.eval()
     return LoadedRun(
-        config, model, tuple(state["mean"]), tuple(state["std"]), list(state["classes"]), int(state["epoch"]), dev,
-        state.get("precision"), path, note,
+        config,
+        model,
+        tuple(state["mean"]),
+        tuple(state["std"]),
+        list(state["classes"]),
+        int(state["epoch"]),
+        dev,
+        state.get("precision"),
+        path,
+        note,
     )
 
 
@@ -69,8 +77,9 @@ def run_logits(
 ) -> torch.Tensor:
     """Logits ``[N, K]`` (float32, CPU) of the run's model on uint8 ``images``, normalised as in training."""
     cl = eval_channels_last(run.device, run.model, tuple(images.shape[1:]))
-    loader = DeviceLoader(images, labels, batch_size=batch_size, mean=run.mean, std=run.std, device=run.device,
-                          channels_last=cl)
+    loader = DeviceLoader(
+        images, labels, batch_size=batch_size, mean=run.mean, std=run.std, device=run.device, channels_last=cl
+    )
     return predict_logits(run.model, loader, dist=dist)  # float32: metrics never see bf16-rounded logits
 
 
@@ -124,7 +133,8 @@ def evaluate(
         "training_precision": run.precision,  # evaluation itself is always float32
         "n_bins": n_bins,
         "bin_closed": bin_closed,
-        "binning": "equal-width bins " + ("[lo, hi) (torchmetrics)" if bin_closed == "left" else "(lo, hi] (the authors' code)"),
+        "binning": "equal-width bins "
+        + ("[lo, hi) (torchmetrics)" if bin_closed == "left" else "(lo, hi] (the authors' code)"),
         "n_train": int(data.train_labels.shape[0]),
         "n_val": int(val_y.shape[0]),
         "n_test": int(test_y.shape[0]),

@@ -145,7 +145,12 @@ def score_run(
         size = int(data.test_images.shape[-1])
     # load every set before anything else, so that a missing one fails fast
     loaded = load_ood_sets(
-        names, config.data_dir, image_size=size, seed=seed, max_images=max_images, download=download,
+        names,
+        config.data_dir,
+        image_size=size,
+        seed=seed,
+        max_images=max_images,
+        download=download,
         in_distribution=config.dataset,
     )
     if data is None:
@@ -216,5 +221,3 @@ def score_run(
         entry["roc"] = {s: {st: _thin(curves[ood.name][s][st]) for st in STAGES} for s in scores}
         report["sets"][ood.name] = entry
     return report, {"curves": curves}
-
-

@@ -90,6 +90,8 @@ def write_ood(run_dir: str | Path | RunFolder, report: dict[str, Any], arrays: d
                 head = f"{st} TS" + (f" (T={t:.2f})" if st == "after" else "")
                 curves[f"{head}: AUROC {_pct(det[st][score]['auroc'])}%"] = by_score[score][st]
             panels.append((name, curves))
-        fig = roc_grid(panels, tpr_level=TPR_LEVEL, suptitle=f"{label} ({report['dataset']} test vs OOD): {score} score")
+        fig = roc_grid(
+            panels, tpr_level=TPR_LEVEL, suptitle=f"{label} ({report['dataset']} test vs OOD): {score} score"
+        )
         paths.append(run.save_figure(fig, ood_roc_png(score)))
     return paths

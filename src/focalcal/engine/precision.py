@@ -72,8 +72,16 @@ def _cache_dir() -> Path:
 
 def _key(model_name: str, input_shape, batch: int, candidates) -> str:
     text = json.dumps(
-        [CACHE_VERSION, cpu_name(), torch.__version__, torch.get_num_threads(), model_name, list(input_shape), batch,
-         [list(c) for c in candidates]]
+        [
+            CACHE_VERSION,
+            cpu_name(),
+            torch.__version__,
+            torch.get_num_threads(),
+            model_name,
+            list(input_shape),
+            batch,
+            [list(c) for c in candidates],
+        ]
     )
     return hashlib.sha1(text.encode()).hexdigest()[:20]
 
@@ -168,9 +176,20 @@ def eval_channels_last(
     med = {cl: sorted(v)[len(v) // 2] for cl, v in times.items()}
     choice = med[True] < med[False]
     if use_cache:
-        atomic_write_text(path, json.dumps({"cpu": cpu_name(), "torch": torch.__version__, "model": name,
-                                            "seconds": {"nchw": med[False], "channels_last": med[True]},
-                                            "channels_last": choice}, indent=2) + "\n")
+        atomic_write_text(
+            path,
+            json.dumps(
+                {
+                    "cpu": cpu_name(),
+                    "torch": torch.__version__,
+                    "model": name,
+                    "seconds": {"nchw": med[False], "channels_last": med[True]},
+                    "channels_last": choice,
+                },
+                indent=2,
+            )
+            + "\n",
+        )
     return choice
 
 
@@ -191,8 +210,10 @@ def resolve_precision(
         fast = bf16_is_fast(device)
         a = fast if amp is None else bool(amp)
         c = (device.type == "cuda") if channels_last is None else bool(channels_last)
-        why = "given" if amp is not None and channels_last is not None else (
-            "bf16 tensor cores (compute capability 8.0+)" if fast else "no native bf16 on this GPU"
+        why = (
+            "given"
+            if amp is not None and channels_last is not None
+            else ("bf16 tensor cores (compute capability 8.0+)" if fast else "no native bf16 on this GPU")
         )
         return Precision(a, c, why)
     candidates = cpu_candidates(amp, channels_last)
@@ -216,7 +237,13 @@ def resolve_precision(
     best = min(candidates, key=lambda c: timings[_label(*c)])
     seconds = time.perf_counter() - t0
     if use_cache:
-        record = {"cpu": cpu_name(), "torch": torch.__version__, "model": name, "timings": timings,
-                  "measured_in_seconds": seconds, "choice": asdict(Precision(*best, "measured"))}
+        record = {
+            "cpu": cpu_name(),
+            "torch": torch.__version__,
+            "model": name,
+            "timings": timings,
+            "measured_in_seconds": seconds,
+            "choice": asdict(Precision(*best, "measured")),
+        }
         atomic_write_text(path, json.dumps(record, indent=2) + "\n")
     return Precision(*best, f"measured on this machine in {seconds:.1f}s", timings)

@@ -36,6 +36,7 @@ DYNAMICS_COLUMNS: tuple[str, ...] = tuple(f"{s}_{k}" for s in ("train_eval", "te
 TEST_NLL_COLUMNS: tuple[str, ...] = ("test_nll", "test_accuracy", "val_nll")
 WEIGHT_NORM_COLUMNS: tuple[str, ...] = ("fc_weight_norm", "train_acc")
 
+
 @dataclass(frozen=True)
 class RunLog:
     """One run folder's configuration and per-epoch log.

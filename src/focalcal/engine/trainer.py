@@ -131,7 +131,11 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.model = build_model(config.model, self.data.num_classes, **config.model_options).to(self.device)
         self.precision = resolve_precision(
-            self.device, config.amp, config.channels_last, model=self.model, input_shape=self.data.train_images.shape[1:]
+            self.device,
+            config.amp,
+            config.channels_last,
+            model=self.model,
+            input_shape=self.data.train_images.shape[1:],
         )
         # ranks on different hardware must still train alike (and DDP needs one memory format)
         self.amp, self.channels_last = all_ranks_true(
@@ -162,7 +166,10 @@ class Trainer:
 
         d, mk = self.data, self._loader
         self.train_loader = mk(
-            d.train_images, d.train_labels, config.batch_size // self.dist.world_size, shuffle=True,
+            d.train_images,
+            d.train_labels,
+            config.batch_size // self.dist.world_size,
+            shuffle=True,
             augment=config.augment,
         )
         self.val_loader = mk(d.val_images, d.val_labels, config.eval_batch_size)
@@ -310,9 +317,15 @@ class Trainer:
             if self.dist.is_main:
                 self.run.append_provenance(
                     session_record(
-                        self.device, world_size=self.dist.world_size, resumed_after_epoch=start,
-                        precision={"amp": self.amp, "channels_last": self.channels_last, "compiled": self.compiled,
-                                   "chosen_by": self.precision.reason},
+                        self.device,
+                        world_size=self.dist.world_size,
+                        resumed_after_epoch=start,
+                        precision={
+                            "amp": self.amp,
+                            "channels_last": self.channels_last,
+                            "compiled": self.compiled,
+                            "chosen_by": self.precision.reason,
+                        },
                     )
                 )
             if start < self.config.epochs:
@@ -326,7 +339,9 @@ class Trainer:
                 if self.dist.is_main:
                     self._save_epoch(epoch, record)
             if self.dist.is_main:
-                final = {k: v for k, v in self._state(self.config.epochs).items() if k not in ("optimizer", "scheduler")}
+                final = {
+                    k: v for k, v in self._state(self.config.epochs).items() if k not in ("optimizer", "scheduler")
+                }
                 self._disk_guard(self.run.save_final, final, epoch=self.config.epochs)
             barrier(self.dist)
         return self.run.path
@@ -406,7 +421,9 @@ class Trainer:
             out.update({f"train_eval_{k}": v for k, v in stats.items()})
         if self.dyn_test_loader is not None:
             logits = self.predict(self.dyn_test_loader)
-            out.update({f"test_{k}": v for k, v in split_nll_entropy(logits, self.dyn_test_loader.labels.cpu()).items()})
+            out.update(
+                {f"test_{k}": v for k, v in split_nll_entropy(logits, self.dyn_test_loader.labels.cpu()).items()}
+            )
         return out
 
     def _train_epoch(self, epoch: int) -> tuple[float, float]:
@@ -448,5 +465,3 @@ class Trainer:
                 "lower --lr and start a new --out"
             )
         return loss_value, float(correct) / n
-
-

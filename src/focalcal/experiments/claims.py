@@ -106,8 +106,11 @@ def nll_dynamics(log: Sequence[dict[str, Any]]) -> dict[str, float] | None:
         return vals[-1] - min(vals) if vals else math.nan
 
     best = min(after, key=lambda r: r["test_nll"])
-    window = [r["test_entropy_incorrect"] for r in after
-              if int(r["epoch"]) >= int(best["epoch"]) and r.get("test_entropy_incorrect") is not None]
+    window = [
+        r["test_entropy_incorrect"]
+        for r in after
+        if int(r["epoch"]) >= int(best["epoch"]) and r.get("test_entropy_incorrect") is not None
+    ]
     return {
         "first_drop": drops[0],
         "min_epoch": int(best["epoch"]),
@@ -145,8 +148,15 @@ def _per_seed(runs: Sequence[RunResult], fn) -> dict[int, float]:
 
 
 def _row(what: str, d: Diff, want: str, scale: float = 100.0, units: str = "points") -> dict[str, Any]:
-    return {"what": what, "mean": d.mean * scale, "low": d.low * scale, "high": d.high * scale, "n": d.n,
-            "verdict": d.verdict(want), "units": units}
+    return {
+        "what": what,
+        "mean": d.mean * scale,
+        "low": d.low * scale,
+        "high": d.high * scale,
+        "n": d.n,
+        "verdict": d.verdict(want),
+        "units": units,
+    }
 
 
 def _summary(rows: list[dict[str, Any]]) -> str:
@@ -172,23 +182,44 @@ def evaluate_claims(tables: Tables) -> list[Claim]:
     def metric(stage: str, key: str):
         return lambda r: r.report["test"][stage][key]
 
-    for number, stage, words in ((1, "before", "before temperature scaling"), (2, "after", "after temperature scaling")):
+    for number, stage, words in (
+        (1, "before", "before temperature scaling"),
+        (2, "after", "after temperature scaling"),
+    ):
         rows = [
-            _row(f"{f} - CE, {title} {words}", paired(_per_seed(by[f], metric(stage, key)),
-                                                      _per_seed(ce, metric(stage, key))), "negative")
-            for f in focal for key, title in CAL_METRICS
+            _row(
+                f"{f} - CE, {title} {words}",
+                paired(_per_seed(by[f], metric(stage, key)), _per_seed(ce, metric(stage, key))),
+                "negative",
+            )
+            for f in focal
+            for key, title in CAL_METRICS
         ]
-        claims.append(Claim(number, f"Focal loss has lower ECE, AdaECE and Classwise-ECE than CE {words}", rows,
-                            _summary(rows)))
+        claims.append(
+            Claim(number, f"Focal loss has lower ECE, AdaECE and Classwise-ECE than CE {words}", rows, _summary(rows))
+        )
 
-    rows = [_row(f"{f} - CE, test error", paired(_per_seed(by[f], metric("before", "error")),
-                                                _per_seed(ce, metric("before", "error"))), "negative")
-            for f in focal]
+    rows = [
+        _row(
+            f"{f} - CE, test error",
+            paired(_per_seed(by[f], metric("before", "error")), _per_seed(ce, metric("before", "error"))),
+            "negative",
+        )
+        for f in focal
+    ]
     for r in rows:  # "without higher error": only a significant increase refutes it
-        r["verdict"] = "fails" if r["verdict"] == "fails" else "holds (no higher error)" if r["verdict"] == "holds" \
+        r["verdict"] = (
+            "fails"
+            if r["verdict"] == "fails"
+            else "holds (no higher error)"
+            if r["verdict"] == "holds"
             else "holds (no significant difference)"
-    claims.append(Claim(3, "... without higher test error", rows,
-                        "fails" if any(r["verdict"] == "fails" for r in rows) else "holds"))
+        )
+    claims.append(
+        Claim(
+            3, "... without higher test error", rows, "fails" if any(r["verdict"] == "fails" for r in rows) else "holds"
+        )
+    )
 
     dyn = {label: {r.seed: nll_dynamics(_log(r)) for r in runs} for label, runs in by.items()}
     ce_dyn = {s: d for s, d in dyn["CE"].items() if d}
@@ -198,18 +229,35 @@ def evaluate_claims(tables: Tables) -> list[Claim]:
             ("nll_rise", "CE test NLL rise after the first lr drop (nats)", "positive"),
             ("nll_incorrect_rise", "... of misclassified samples (nats)", "positive"),
             ("nll_correct_rise", "... of correctly classified samples (nats)", "negative"),
-            ("entropy_incorrect_change", "CE entropy change of misclassified samples while the NLL rises (nats)",
-             "negative"),
+            (
+                "entropy_incorrect_change",
+                "CE entropy change of misclassified samples while the NLL rises (nats)",
+                "negative",
+            ),
         ):
             vals = {s: d[key] for s, d in ce_dyn.items() if not math.isnan(d[key])}
             d = paired(vals, dict.fromkeys(vals, 0.0))
             row = _row(what, d, want, scale=1.0, units="nats")
             if key == "nll_correct_rise":  # the claim: the rise is not carried by the correct samples
-                row["verdict"] = {"holds": "holds (falls)", "not shown": "holds (no significant rise)",
-                                  "fails": "fails (it rises too)"}[d.verdict("negative")] if d.n >= 2 else row["verdict"]
+                row["verdict"] = (
+                    {
+                        "holds": "holds (falls)",
+                        "not shown": "holds (no significant rise)",
+                        "fails": "fails (it rises too)",
+                    }[d.verdict("negative")]
+                    if d.n >= 2
+                    else row["verdict"]
+                )
             rows.append(row)
-        claims.append(Claim(4, "CE's test NLL rises after the lr drop because of misclassified samples, while their "
-                               "entropy keeps falling", rows, _summary(rows)))
+        claims.append(
+            Claim(
+                4,
+                "CE's test NLL rises after the lr drop because of misclassified samples, while their "
+                "entropy keeps falling",
+                rows,
+                _summary(rows),
+            )
+        )
 
         rows = []
         order = [label for label in ("FL-1", "FL-2", "FL-3") if label in dyn]
@@ -219,8 +267,11 @@ def evaluate_claims(tables: Tables) -> list[Claim]:
             b = {s: d["nll_rise"] for s, d in dyn[hi_label].items() if d}
             rows.append(_row(f"NLL rise, {lo_label} - {hi_label} (nats)", paired(a, b), "negative", 1.0, "nats"))
         if rows:
-            claims.append(Claim(5, "Focal loss reduces that rise, ordered by gamma (FL-3 < FL-2 < FL-1 < CE)", rows,
-                                _summary(rows)))
+            claims.append(
+                Claim(
+                    5, "Focal loss reduces that rise, ordered by gamma (FL-3 < FL-2 < FL-1 < CE)", rows, _summary(rows)
+                )
+            )
 
     rows = []
     for f in focal:
@@ -229,22 +280,29 @@ def evaluate_claims(tables: Tables) -> list[Claim]:
         rows.append(_row(f"{f} - CE, weight norm after epoch 1", early, "positive", 1.0, ""))
         rows.append(_row(f"{f} - CE, weight norm after the last epoch", late, "negative", 1.0, ""))
     if rows:
-        claims.append(Claim(6, "Last-layer weight norm: focal larger early, smaller than CE once CE over-fits", rows,
-                            _summary(rows)))
+        claims.append(
+            Claim(
+                6, "Last-layer weight norm: focal larger early, smaller than CE once CE over-fits", rows, _summary(rows)
+            )
+        )
 
     rows = []
     for ood_set in tables.ood_sets:
         for stage, words in (("before", "before TS"), ("after", "after TS")):
+
             def auroc(r, s=ood_set, st=stage):
-                return r.ood["sets"][s]["detection"][st]["entropy"]["auroc"] if r.ood and s in r.ood["sets"] else math.nan
+                return (
+                    r.ood["sets"][s]["detection"][st]["entropy"]["auroc"] if r.ood and s in r.ood["sets"] else math.nan
+                )
 
             for f in focal:
                 a = {k: v for k, v in _per_seed(by[f], auroc).items() if not math.isnan(v)}
                 b = {k: v for k, v in _per_seed(ce, auroc).items() if not math.isnan(v)}
                 rows.append(_row(f"{f} - CE, entropy AUROC on {ood_set}, {words}", paired(a, b), "positive"))
     if rows:
-        claims.append(Claim(7, "Focal loss has a higher OOD AUROC (softmax entropy) before and after TS", rows,
-                            _summary(rows)))
+        claims.append(
+            Claim(7, "Focal loss has a higher OOD AUROC (softmax entropy) before and after TS", rows, _summary(rows))
+        )
     return claims
 
 
@@ -317,22 +375,46 @@ def _figures(tables: Tables, out) -> list[tuple[str, str]]:
 
     figures = []
     made = [
-        ("fig2_nll_entropy.png", nll_entropy_figure(first_seed(["CE", "FL-3"])),
-         "Fig. 2: NLL and entropy of correctly / incorrectly classified training and test samples (CE and FL-3, seed 1)"),
-        ("fig3_test_nll.png", nll_over_epochs_figure(first_seed(["CE", "FL-1", "FL-2", "FL-3"])),
-         "Fig. 3: test NLL per epoch, CE and focal loss with gamma 1, 2, 3 (seed 1)"),
-        ("fig5_weight_norm.png", weight_norm_figure(first_seed(["CE", "FL-3", "FLSD-53"])),
-         "Fig. 5: the last linear layer's weight norm per epoch (seed 1)"),
-        ("fig6_error_bars.png", fig6(tables), "Fig. 6: ECE, AdaECE and Classwise-ECE per loss with 95% intervals over seeds"),
+        (
+            "fig2_nll_entropy.png",
+            nll_entropy_figure(first_seed(["CE", "FL-3"])),
+            "Fig. 2: NLL and entropy of correctly / incorrectly classified training and test samples "
+            "(CE and FL-3, seed 1)",
+        ),
+        (
+            "fig3_test_nll.png",
+            nll_over_epochs_figure(first_seed(["CE", "FL-1", "FL-2", "FL-3"])),
+            "Fig. 3: test NLL per epoch, CE and focal loss with gamma 1, 2, 3 (seed 1)",
+        ),
+        (
+            "fig5_weight_norm.png",
+            weight_norm_figure(first_seed(["CE", "FL-3", "FLSD-53"])),
+            "Fig. 5: the last linear layer's weight norm per epoch (seed 1)",
+        ),
+        (
+            "fig6_error_bars.png",
+            fig6(tables),
+            "Fig. 6: ECE, AdaECE and Classwise-ECE per loss with 95% intervals over seeds",
+        ),
     ]
     p = np.linspace(0, 1, 501)
     gammas = (1.0, 2.0, 3.0, 4.0, 5.0)
-    made.insert(2, ("fig4_g.png", g_figure(p, {g: np.asarray(g_factor(p, g)) for g in gammas},
-                                           {g: p_threshold(g) for g in gammas}),
-                    "Fig. 4: g(p, gamma), the ratio of the focal to the CE last-layer gradient"))
+    made.insert(
+        2,
+        (
+            "fig4_g.png",
+            g_figure(p, {g: np.asarray(g_factor(p, g)) for g in gammas}, {g: p_threshold(g) for g in gammas}),
+            "Fig. 4: g(p, gamma), the ratio of the focal to the CE last-layer gradient",
+        ),
+    )
     for s in tables.ood_sets:
-        made.append((f"fig7_roc_{s.replace(':', '-')}.png", fig7(tables, s),
-                     f"Fig. 7: ROC curves of the softmax entropy, test split vs {s} (seed 1)"))
+        made.append(
+            (
+                f"fig7_roc_{s.replace(':', '-')}.png",
+                fig7(tables, s),
+                f"Fig. 7: ROC curves of the softmax entropy, test split vs {s} (seed 1)",
+            )
+        )
     for name, fig, caption in made:
         save_figure(fig, out / name)
         figures.append((name, caption))
@@ -370,33 +452,35 @@ def write_page(patterns: Sequence[str], out, *, title: str = "The paper's claims
     claim_rows = [{"claim": c.number, **r} for c in claims for r in c.rows]
     atomic_write_text(out / "claims.csv", csv_text(claim_rows))
     atomic_write_text(out / "table.csv", csv_text(csv_rows(tables)))
-    page = "\n".join([
-        f"# {title}",
-        "",
-        f"Losses: {', '.join(k[2] for k in tables.groups)}; seeds {', '.join(map(str, seeds))} "
-        f"({len(seeds)} runs per loss). Regime (the `cpu` family, chosen by the rule in `docs/demo_budget.md`): "
-        f"`{cfg['model']}` on {cfg.get('train_size') or 'all'} CIFAR-10 training images "
-        f"({'with' if cfg.get('augment', True) else 'without'} augmentation), {cfg['epochs']} epochs, the paper's "
-        f"schedule scaled, {cfg.get('val_size')} validation images for the temperature, the full test split; "
-        f"trained in {'bfloat16 autocast' if precision.get('amp') else 'float32'} (chosen by measurement on this "
-        "machine; evaluation is float32).",
-        "",
-        "Regenerate everything on this page with `make claims` (the sweep, then `focalcal claims`). The numbers "
-        "come from the run summaries committed under `runs/` (config, log, report and OOD results of each run); "
-        "`focalcal table docs/claims/runs` rebuilds the tables from them.",
-        "",
-        "## The claims",
-        "",
-        "Each row is a paired difference over the same seeds with its 95% t-interval. **holds**: the interval lies "
-        "on the side the paper claims; **not shown**: it contains 0; **fails**: it lies on the other side. "
-        "Calibration errors and AUROC in percentage points.",
-        "",
-        claims_markdown(claims, len(seeds)),
-        "",
-        markdown(tables),
-        "## Figures",
-        "",
-        *[f"![{cap}]({name})\n\n*{cap}*\n" for name, cap in figures],
-    ])
+    page = "\n".join(
+        [
+            f"# {title}",
+            "",
+            f"Losses: {', '.join(k[2] for k in tables.groups)}; seeds {', '.join(map(str, seeds))} "
+            f"({len(seeds)} runs per loss). Regime (the `cpu` family, chosen by the rule in `docs/demo_budget.md`): "
+            f"`{cfg['model']}` on {cfg.get('train_size') or 'all'} CIFAR-10 training images "
+            f"({'with' if cfg.get('augment', True) else 'without'} augmentation), {cfg['epochs']} epochs, the paper's "
+            f"schedule scaled, {cfg.get('val_size')} validation images for the temperature, the full test split; "
+            f"trained in {'bfloat16 autocast' if precision.get('amp') else 'float32'} (chosen by measurement on this "
+            "machine; evaluation is float32).",
+            "",
+            "Regenerate everything on this page with `make claims` (the sweep, then `focalcal claims`). The numbers "
+            "come from the run summaries committed under `runs/` (config, log, report and OOD results of each run); "
+            "`focalcal table docs/claims/runs` rebuilds the tables from them.",
+            "",
+            "## The claims",
+            "",
+            "Each row is a paired difference over the same seeds with its 95% t-interval. **holds**: the interval lies "
+            "on the side the paper claims; **not shown**: it contains 0; **fails**: it lies on the other side. "
+            "Calibration errors and AUROC in percentage points.",
+            "",
+            claims_markdown(claims, len(seeds)),
+            "",
+            markdown(tables),
+            "## Figures",
+            "",
+            *[f"![{cap}]({name})\n\n*{cap}*\n" for name, cap in figures],
+        ]
+    )
     atomic_write_text(out / "claims.md", page)
     return {"tables": tables, "claims": claims, "figures": figures}

@@ -53,15 +53,21 @@ def verdict(results: dict[str, dict[str, Any]], logs: dict[str, list[dict[str, A
     out.append(
         f"- Cross-entropy reached {100 * acc:.2f}% accuracy on its training images (the budget rule asks for >= "
         f"{100 * RULE_TRAIN_ACCURACY:.0f}%): "
-        + ("met: CE has fit its training set, the regime in which the paper says miscalibration appears."
-           if met else "**not met**: CE has not fit its training set here, so this run is not in the paper's "
-           "over-fitting regime and its calibration numbers say little about the paper's claims.")
+        + (
+            "met: CE has fit its training set, the regime in which the paper says miscalibration appears."
+            if met
+            else "**not met**: CE has not fit its training set here, so this run is not in the paper's "
+            "over-fitting regime and its calibration numbers say little about the paper's claims."
+        )
     )
     t_ce = ce["temperature"][ce["ts_method"]]["value"]
     out.append(
         f"- CE's fitted temperature is {t_ce:.2f}: "
-        + ("> 1, CE is over-confident (the paper's observation)." if t_ce > 1 else
-           "<= 1, CE is **not** over-confident in this run.")
+        + (
+            "> 1, CE is over-confident (the paper's observation)."
+            if t_ce > 1
+            else "<= 1, CE is **not** over-confident in this run."
+        )
     )
     for name, rep in results.items():
         if name == "ce":
@@ -78,24 +84,34 @@ def verdict(results: dict[str, dict[str, Any]], logs: dict[str, list[dict[str, A
         ea, eb = 100 * rep["test"]["before"]["error"], 100 * ce["test"]["before"]["error"]
         out.append(
             f"- test error: {label} {ea:.2f}% vs CE {eb:.2f}% "
-            + (f"({ea - eb:.2f} points higher: the paper's 'without higher error' **does not hold** here)."
-               if ea > eb + 1.0 else "(within 1 point or lower: consistent with the paper).")
+            + (
+                f"({ea - eb:.2f} points higher: the paper's 'without higher error' **does not hold** here)."
+                if ea > eb + 1.0
+                else "(within 1 point or lower: consistent with the paper)."
+            )
         )
         r_ce, r_f = nll_dynamics(logs["ce"]), nll_dynamics(logs[name])
         if r_ce and r_f:
             out.append(
-                f"- after the first lr drop (epoch {r_ce['first_drop']}), CE's test NLL rose {r_ce['nll_rise']:.3f} from "
-                f"its minimum (epoch {r_ce['min_epoch']}) to the last epoch, {label}'s {r_f['nll_rise']:.3f}: "
-                + ("focal loss reduced the rise, as the paper says." if r_f["nll_rise"] < r_ce["nll_rise"] else
-                   "focal loss did **not** reduce the rise in this run.")
+                f"- after the first lr drop (epoch {r_ce['first_drop']}), CE's test NLL rose "
+                f"{r_ce['nll_rise']:.3f} from its minimum (epoch {r_ce['min_epoch']}) to the last epoch, "
+                f"{label}'s {r_f['nll_rise']:.3f}: "
+                + (
+                    "focal loss reduced the rise, as the paper says."
+                    if r_f["nll_rise"] < r_ce["nll_rise"]
+                    else "focal loss did **not** reduce the rise in this run."
+                )
             )
     if r_ce:
         change, rise_inc = r_ce["entropy_incorrect_change"], r_ce["nll_incorrect_rise"]
         out.append(
             f"- while CE's test NLL rose (epochs {r_ce['min_epoch']}-{logs['ce'][-1]['epoch']}), the NLL of its "
             f"misclassified test samples rose {rise_inc:.3f} and their entropy changed by {change:+.3f}: "
-            + ("confidence kept growing on the wrong answers (the paper's 'peak at the wrong place')."
-               if change < 0 and rise_inc > 0 else "the paper's pattern is **not** seen in this run.")
+            + (
+                "confidence kept growing on the wrong answers (the paper's 'peak at the wrong place')."
+                if change < 0 and rise_inc > 0
+                else "the paper's pattern is **not** seen in this run."
+            )
         )
     return out
 
@@ -141,28 +157,41 @@ def run_demo(
     logs = {n: list(r.records) for n, r in zip(losses, runs)}
 
     panels = []
-    for name, rep in results.items():
+    for rep in results.values():
         arr, label = rep["_arrays"], loss_label(rep["loss"], rep["loss_options"])
         panels.append((f"{label}: before TS", arr["bins_before"], rep["test"]["before"]))
         panels.append((f"{label}: after TS (T={arr['temperature']:.2f})", arr["bins_after"], rep["test"]["after"]))
     RunFolder(out).save_figure(reliability_grid(panels, ncols=2), "reliability.png")
     curves = [
-        Curves(r.label, r.epochs, {k: r.column(k) for k in ("test_nll", "test_entropy_incorrect", "train_eval_accuracy")},
-               tuple(r.lr_drops()))
+        Curves(
+            r.label,
+            r.epochs,
+            {k: r.column(k) for k in ("test_nll", "test_entropy_incorrect", "train_eval_accuracy")},
+            tuple(r.lr_drops()),
+        )
         for r in runs
     ]
-    dyn = epoch_metrics_row(curves, [
-        ("test_nll", "test NLL (nats)", "Test NLL per epoch (Fig. 3)"),
-        ("test_entropy_incorrect", "entropy (nats)", "Test entropy of misclassified samples (Fig. 2)"),
-        ("train_eval_accuracy", "accuracy", "Accuracy on un-augmented training images"),
-    ])
+    dyn = epoch_metrics_row(
+        curves,
+        [
+            ("test_nll", "test NLL (nats)", "Test NLL per epoch (Fig. 3)"),
+            ("test_entropy_incorrect", "entropy (nats)", "Test entropy of misclassified samples (Fig. 2)"),
+            ("train_eval_accuracy", "accuracy", "Accuracy on un-augmented training images"),
+        ],
+    )
     RunFolder(out).save_figure(dyn, "dynamics.png")
 
     clean = {k: {kk: vv for kk, vv in v.items() if kk != "_arrays"} for k, v in results.items()}
     total = time.perf_counter() - t0
     lines = verdict(clean, logs)
-    summary = {"config": first.to_dict(), "losses": list(losses), "seconds": seconds, "total_seconds": total,
-               "verdict": lines, "runs": clean}
+    summary = {
+        "config": first.to_dict(),
+        "losses": list(losses),
+        "seconds": seconds,
+        "total_seconds": total,
+        "verdict": lines,
+        "runs": clean,
+    }
     atomic_write_text(out / "report.json", json.dumps(summary, indent=2) + "\n")
     atomic_write_text(out / "report.md", _markdown(first, data, clean, seconds, total, lines))
     echo(f"demo report: {out / 'report.md'} ({total:.0f}s)")
@@ -180,32 +209,33 @@ def _markdown(cfg, data, results, seconds, total, verdict_lines) -> str:
         f"{loss_label(r['loss'], r['loss_options'])} {100 * (1 - r['train']['error']):.2f}%" for r in results.values()
     )
     precision = precision_text(next(iter(results.values())).get("training_precision"))
-    return "\n".join([
-        "# focalcal demo: cross-entropy vs FLSD-53 on real CIFAR-10",
-        "",
-        f"Model `{cfg.model}`, {cfg.epochs} epochs, {data.train_labels.numel():,} training images "
-        f"({'with' if cfg.augment else 'without'} augmentation), {data.val_labels.numel():,} validation images "
-        f"(the temperature is fitted there), the full {data.test_labels.numel():,}-image test split; lr "
-        f"{cfg.lr} divided by 10 after epochs {', '.join(map(str, cfg.resolved_milestones()))}; seed {SEED}; "
-        f"{cfg.n_bins} equal-width bins; trained in {precision}. "
-        f"Wall time {total:.0f}s ({', '.join(f'{k} {v:.0f}s' for k, v in seconds.items())}).",
-        "",
-        f"Train accuracy reached (un-augmented training images): {train_acc}.",
-        "",
-        markdown_table(rows, first="run (test split)"),
-        "",
-        "Error and calibration errors in %, NLL in nats, Brier score as a fraction.",
-        "",
-        "## What this run shows",
-        "",
-        *verdict_lines,
-        "",
-        "One seed per loss: differences of a point or two can be seed noise (see docs/claims.md for intervals "
-        "over seeds). The paper's numbers come from 350 epochs on 45,000 images and need not hold at this scale.",
-        "",
-        "![reliability diagrams](reliability.png)",
-        "",
-        "![training dynamics](dynamics.png)",
-        "",
-    ])
-
+    return "\n".join(
+        [
+            "# focalcal demo: cross-entropy vs FLSD-53 on real CIFAR-10",
+            "",
+            f"Model `{cfg.model}`, {cfg.epochs} epochs, {data.train_labels.numel():,} training images "
+            f"({'with' if cfg.augment else 'without'} augmentation), {data.val_labels.numel():,} validation images "
+            f"(the temperature is fitted there), the full {data.test_labels.numel():,}-image test split; lr "
+            f"{cfg.lr} divided by 10 after epochs {', '.join(map(str, cfg.resolved_milestones()))}; seed {SEED}; "
+            f"{cfg.n_bins} equal-width bins; trained in {precision}. "
+            f"Wall time {total:.0f}s ({', '.join(f'{k} {v:.0f}s' for k, v in seconds.items())}).",
+            "",
+            f"Train accuracy reached (un-augmented training images): {train_acc}.",
+            "",
+            markdown_table(rows, first="run (test split)"),
+            "",
+            "Error and calibration errors in %, NLL in nats, Brier score as a fraction.",
+            "",
+            "## What this run shows",
+            "",
+            *verdict_lines,
+            "",
+            "One seed per loss: differences of a point or two can be seed noise (see docs/claims.md for intervals "
+            "over seeds). The paper's numbers come from 350 epochs on 45,000 images and need not hold at this scale.",
+            "",
+            "![reliability diagrams](reliability.png)",
+            "",
+            "![training dynamics](dynamics.png)",
+            "",
+        ]
+    )

@@ -161,8 +161,9 @@ def family_experiments(name: str, **only: str) -> list[Experiment]:
             if all(where[k] == v for k, v in s["when"].items()):
                 cfg = merge(cfg, s["set"])
         out.append(
-            Experiment(f"{name}/{dataset}/{model}/{key}", name, dataset, model, key, cfg,
-                       tuple(fam.ood.get(dataset, ())))
+            Experiment(
+                f"{name}/{dataset}/{model}/{key}", name, dataset, model, key, cfg, tuple(fam.ood.get(dataset, ()))
+            )
         )
     return out
 

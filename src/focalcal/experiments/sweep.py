@@ -86,14 +86,23 @@ def plan(
     load_family(family)
     only = {k: list(v) for k, v in (only or {}).items()}
     exps: list[Experiment] = [
-        e for e in family_experiments(family)
+        e
+        for e in family_experiments(family)
         if all(getattr(e, {"loss": "loss_key"}.get(k, k)) in v for k, v in only.items())
     ]
     if not exps:
         raise ConfigError(f"no experiment of family {family} matches {only}")
     return [
-        Job(e.name, int(s), str(e.run_dir(out, int(s))), tuple(e.ood) if ood else (), dict(overrides or {}), nproc,
-            data_dir, device)
+        Job(
+            e.name,
+            int(s),
+            str(e.run_dir(out, int(s))),
+            tuple(e.ood) if ood else (),
+            dict(overrides or {}),
+            nproc,
+            data_dir,
+            device,
+        )
         for e in exps
         for s in seeds
     ]
@@ -116,8 +125,15 @@ def state(job: Job) -> str:
 # -- one job ---------------------------------------------------------------------------------------------
 def _cli(nproc: int) -> list[str]:
     if nproc > 1:
-        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m",
-                "focalcal.cli.main"]
+        return [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={nproc}",
+            "-m",
+            "focalcal.cli.main",
+        ]
     return [sys.executable, "-m", "focalcal.cli.main"]
 
 
@@ -138,8 +154,17 @@ def commands(job: Job) -> list[list[str]]:
         if (run / "final.pt").is_file():
             cmds.append(_cli(job.nproc) + ["evaluate", job.run_dir] + _common(job))
         else:
-            train = ["train", "--preset", job.experiment, "--seed", str(job.seed), "--out", job.run_dir, "--resume",
-                     "--no-progress"]
+            train = [
+                "train",
+                "--preset",
+                job.experiment,
+                "--seed",
+                str(job.seed),
+                "--out",
+                job.run_dir,
+                "--resume",
+                "--no-progress",
+            ]
             for key, value in job.overrides.items():
                 train += ["--set", f"{key}={value}"]
             cmds.append(_cli(job.nproc) + train + _common(job))
@@ -172,13 +197,20 @@ def run_job(job: Job, env: dict[str, str] | None = None, log: Path | None = None
             with open(log, "a") as f:
                 f.write(f"$ {' '.join(cmd)}\n")
                 f.flush()
-                rc = subprocess.run(cmd, env=full_env, stdout=f, stderr=subprocess.STDOUT, preexec_fn=preexec).returncode
+                rc = subprocess.run(
+                    cmd, env=full_env, stdout=f, stderr=subprocess.STDOUT, preexec_fn=preexec
+                ).returncode
         else:
             rc = subprocess.run(cmd, env=full_env, preexec_fn=preexec).returncode
         if rc != 0:
             where = f"; see {log}" if log else ""
-            return JobResult(job.name, job.run_dir, "failed", time.perf_counter() - t0,
-                             f"`{' '.join(cmd[2:5])} ...` exited with status {rc}{where}")
+            return JobResult(
+                job.name,
+                job.run_dir,
+                "failed",
+                time.perf_counter() - t0,
+                f"`{' '.join(cmd[2:5])} ...` exited with status {rc}{where}",
+            )
     return JobResult(job.name, job.run_dir, "finished", time.perf_counter() - t0)
 
 
@@ -268,7 +300,9 @@ def run_submitit(
     handles = executor.map_array(runner, list(jobs))
     echo(f"submitted {len(handles)} jobs as array {handles[0].job_id.split('_')[0] if handles else '-'}")
     if not wait:
-        return [JobResult(j.name, j.run_dir, "submitted", 0.0, f"submitit job {h.job_id}") for j, h in zip(jobs, handles)]
+        return [
+            JobResult(j.name, j.run_dir, "submitted", 0.0, f"submitit job {h.job_id}") for j, h in zip(jobs, handles)
+        ]
     results = []
     for job, h in zip(jobs, handles):
         try:

@@ -101,8 +101,17 @@ def read_result(path: Path) -> RunResult:
     run = RunFolder(path)
     report = run.read_report()
     config = run.read_config()
-    return RunResult(path, report["dataset"], report["model"], report["loss"], dict(report.get("loss_options") or {}),
-                     int(config.get("seed", 0)), report, run.read_ood() if run.has_ood() else None, config)
+    return RunResult(
+        path,
+        report["dataset"],
+        report["model"],
+        report["loss"],
+        dict(report.get("loss_options") or {}),
+        int(config.get("seed", 0)),
+        report,
+        run.read_ood() if run.has_ood() else None,
+        config,
+    )
 
 
 def _protocol(r: RunResult) -> str:
@@ -144,8 +153,13 @@ def _bootstrap(run: RunResult, key: str, stage: str) -> tuple[float, float] | No
     logits = saved["test_logits"].double()
     if stage == "after":
         logits = logits / run.temperature
-    metric = {"error": "error_rate", "ece": "ece", "adaptive_ece": "adaptive_ece", "classwise_ece": "classwise_ece",
-              "nll": "nll"}[key]
+    metric = {
+        "error": "error_rate",
+        "ece": "ece",
+        "adaptive_ece": "adaptive_ece",
+        "classwise_ece": "classwise_ece",
+        "nll": "nll",
+    }[key]
     kw = {"n_bins": run.report["n_bins"]} if key in ("ece", "adaptive_ece", "classwise_ece") else {}
     if key in ("ece", "classwise_ece"):
         kw["closed"] = run.report.get("bin_closed", "left")
@@ -168,8 +182,9 @@ def temperature_cell(runs: Sequence[RunResult]) -> Cell:
 
 
 def auroc_cell(runs: Sequence[RunResult], ood_set: str, stage: str, score: str = "entropy") -> Cell | None:
-    values = [r.ood["sets"][ood_set]["detection"][stage][score]["auroc"] for r in runs
-              if r.ood and ood_set in r.ood["sets"]]
+    values = [
+        r.ood["sets"][ood_set]["detection"][stage][score]["auroc"] for r in runs if r.ood and ood_set in r.ood["sets"]
+    ]
     return t_cell(values) if values else None
 
 
@@ -195,8 +210,14 @@ def build(patterns: Sequence[str], *, bootstrap: bool = True) -> Tables:
     main, ood = [], []
     ood_sets: list[str] = []
     for (dataset, model, label), runs in groups.items():
-        row: dict[str, Any] = {"dataset": dataset, "model": model, "loss": label, "n": len(runs),
-                               "seeds": [r.seed for r in runs], "ts_method": runs[0].report["ts_method"]}
+        row: dict[str, Any] = {
+            "dataset": dataset,
+            "model": model,
+            "loss": label,
+            "n": len(runs),
+            "seeds": [r.seed for r in runs],
+            "ts_method": runs[0].report["ts_method"],
+        }
         for key, _, _ in METRICS:
             for stage in STAGES:
                 row[f"{key}_{stage}"] = metric_cell(runs, key, stage, bootstrap=bootstrap)
@@ -237,16 +258,22 @@ def _columns() -> list[tuple[str, str, float, int]]:
 def main_rows_text(tables: Tables) -> tuple[list[str], list[list[str]]]:
     cols = _columns()
     head = ["Dataset", "Model", "Loss", "n"] + [c[1] for c in cols]
-    rows = [[r["dataset"], model_label(r["model"]), r["loss"], str(r["n"])] + [_fmt(r[k], s, d) for k, _, s, d in cols]
-            for r in tables.main]
+    rows = [
+        [r["dataset"], model_label(r["model"]), r["loss"], str(r["n"])] + [_fmt(r[k], s, d) for k, _, s, d in cols]
+        for r in tables.main
+    ]
     return head, rows
 
 
 def ood_rows_text(tables: Tables) -> tuple[list[str], list[list[str]]]:
-    head = ["Dataset", "Model", "Loss", "n"] + [f"{s} AUROC %{' (T)' if st == 'after' else ''}"
-                                                 for s in tables.ood_sets for st in STAGES]
-    rows = [[r["dataset"], model_label(r["model"]), r["loss"], str(r["n"])]
-            + [_fmt(r.get(f"{s}_{st}"), 100.0, 2) for s in tables.ood_sets for st in STAGES] for r in tables.ood]
+    head = ["Dataset", "Model", "Loss", "n"] + [
+        f"{s} AUROC %{' (T)' if st == 'after' else ''}" for s in tables.ood_sets for st in STAGES
+    ]
+    rows = [
+        [r["dataset"], model_label(r["model"]), r["loss"], str(r["n"])]
+        + [_fmt(r.get(f"{s}_{st}"), 100.0, 2) for s in tables.ood_sets for st in STAGES]
+        for r in tables.ood
+    ]
     return head, rows
 
 
@@ -259,13 +286,13 @@ NOTE = (
 
 def markdown(tables: Tables) -> str:
     def md(head, rows):
-        return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-                         + ["| " + " | ".join(r) + " |" for r in rows])
+        return "\n".join(
+            ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
+        )
 
     parts = ["## Classification and calibration (test split)", "", md(*main_rows_text(tables)), "", NOTE, ""]
     if tables.ood:
-        parts += ["## OOD detection: AUROC of the softmax entropy (OOD = positive)", "", md(*ood_rows_text(tables)),
-                  ""]
+        parts += ["## OOD detection: AUROC of the softmax entropy (OOD = positive)", "", md(*ood_rows_text(tables)), ""]
     return "\n".join(parts)
 
 
@@ -278,8 +305,12 @@ def latex(tables: Tables) -> str:
     for head, rows in (main_rows_text(tables), ood_rows_text(tables) if tables.ood else (None, None)):
         if head is None:
             continue
-        out += [r"\begin{tabular}{" + "l" * 3 + "r" * (len(head) - 3) + "}", r"\toprule",
-                " & ".join(_tex(h) for h in head) + r" \\", r"\midrule"]
+        out += [
+            r"\begin{tabular}{" + "l" * 3 + "r" * (len(head) - 3) + "}",
+            r"\toprule",
+            " & ".join(_tex(h) for h in head) + r" \\",
+            r"\midrule",
+        ]
         out += [" & ".join(_tex(c) for c in r) + r" \\" for r in rows]
         out += [r"\bottomrule", r"\end{tabular}", ""]
     return "\n".join(out)
@@ -292,25 +323,53 @@ def csv_rows(tables: Tables) -> list[dict[str, Any]]:
         for key, cell in r.items():
             if isinstance(cell, Cell):
                 metric, _, stage = key.rpartition("_") if key != "temperature" else ("temperature", "", "")
-                rows.append({"dataset": r["dataset"], "model": r["model"], "loss": r["loss"], "table": "main",
-                             "metric": metric, "stage": stage, "value": cell.value, "low": cell.low,
-                             "high": cell.high, "n": cell.n, "interval": cell.how,
-                             "seeds": " ".join(map(str, r["seeds"]))})
+                rows.append(
+                    {
+                        "dataset": r["dataset"],
+                        "model": r["model"],
+                        "loss": r["loss"],
+                        "table": "main",
+                        "metric": metric,
+                        "stage": stage,
+                        "value": cell.value,
+                        "low": cell.low,
+                        "high": cell.high,
+                        "n": cell.n,
+                        "interval": cell.how,
+                        "seeds": " ".join(map(str, r["seeds"])),
+                    }
+                )
     for r in tables.ood:
         for s in tables.ood_sets:
             for st in STAGES:
                 cell = r.get(f"{s}_{st}")
                 if cell is not None:
-                    rows.append({"dataset": r["dataset"], "model": r["model"], "loss": r["loss"], "table": "ood",
-                                 "metric": f"auroc_entropy:{s}", "stage": st, "value": cell.value, "low": cell.low,
-                                 "high": cell.high, "n": cell.n, "interval": cell.how, "seeds": ""})
+                    rows.append(
+                        {
+                            "dataset": r["dataset"],
+                            "model": r["model"],
+                            "loss": r["loss"],
+                            "table": "ood",
+                            "metric": f"auroc_entropy:{s}",
+                            "stage": st,
+                            "value": cell.value,
+                            "low": cell.low,
+                            "high": cell.high,
+                            "n": cell.n,
+                            "interval": cell.how,
+                            "seeds": "",
+                        }
+                    )
     return rows
 
 
 # -- figures ---------------------------------------------------------------------------------------------
 def _point(cell: Cell, scale: float) -> tuple[float, float | None, float | None]:
-    return (cell.value * scale, None if cell.low is None else cell.low * scale,
-            None if cell.high is None else cell.high * scale)
+    return (
+        cell.value * scale,
+        None if cell.low is None else cell.low * scale,
+        None if cell.high is None else cell.high * scale,
+    )
 
 
 def fig6(tables: Tables):
@@ -324,8 +383,10 @@ def fig6(tables: Tables):
     for (dataset, model), rows in by_model.items():
         losses = [r["loss"] for r in rows]
         for key, title, scale in METRICS[1:4]:
-            series = {"before TS": [_point(r[f"{key}_before"], scale) for r in rows],
-                      "after TS": [_point(r[f"{key}_after"], scale) for r in rows]}
+            series = {
+                "before TS": [_point(r[f"{key}_before"], scale) for r in rows],
+                "after TS": [_point(r[f"{key}_after"], scale) for r in rows],
+            }
             panels.append((f"{dataset}, {model_label(model)}: {title} %", losses, series))
     return error_bar_figure(panels, suptitle="Calibration errors with 95% intervals (Fig. 6)")
 
@@ -335,13 +396,14 @@ def fig7(tables: Tables, ood_set: str, score: str = "entropy"):
     from ..plots import roc_comparison_figure
 
     curves = []
-    for (dataset, model, label), runs in tables.groups.items():
+    for (_, model, label), runs in tables.groups.items():
         r = next((r for r in runs if r.ood and ood_set in r.ood["sets"] and "roc" in r.ood["sets"][ood_set]), None)
         if r is None:
             continue
         roc = r.ood["sets"][ood_set]["roc"][score]
-        curves.append((f"{label} ({model_label(model)}, seed {r.seed})",
-                       {st: (roc[st]["fpr"], roc[st]["tpr"]) for st in STAGES}))
+        curves.append(
+            (f"{label} ({model_label(model)}, seed {r.seed})", {st: (roc[st]["fpr"], roc[st]["tpr"]) for st in STAGES})
+        )
     if not curves:
         raise InputError(f"no run has ROC curves for {ood_set!r} (score the runs with `focalcal ood`)")
     return roc_comparison_figure(curves, suptitle=f"ROC, {score} score: test split vs {ood_set} (Fig. 7)")

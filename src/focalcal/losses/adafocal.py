@@ -107,9 +107,7 @@ class AdaFocalLoss(CalibrationLoss):
                 float(v) for v in (lam, gamma_initial, gamma_min, gamma_max, switch_threshold)
             )
         except (TypeError, ValueError) as exc:
-            raise InputError(
-                "AdaFocal lam/gamma_initial/gamma_min/gamma_max/switch_threshold must be numbers"
-            ) from exc
+            raise InputError("AdaFocal lam/gamma_initial/gamma_min/gamma_max/switch_threshold must be numbers") from exc
         if not 0.0 < lam < float("inf"):
             raise InputError(f"lam must be a finite number > 0, got {lam}")
         if not 0.0 < switch_threshold < float("inf"):
@@ -177,9 +175,7 @@ class AdaFocalLoss(CalibrationLoss):
             counts = member.sum(dim=0)
             conf_sum = conf @ member
             acc_sum = correct @ member
-            gaps = torch.where(
-                counts > 0, (conf_sum - acc_sum) / counts.clamp_min(1.0), torch.zeros_like(counts)
-            )
+            gaps = torch.where(counts > 0, (conf_sum - acc_sum) / counts.clamp_min(1.0), torch.zeros_like(counts))
             self.gammas.copy_(
                 adafocal_gamma_update(
                     self.gammas,

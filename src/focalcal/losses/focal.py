@@ -147,9 +147,7 @@ def _parse_schedule(schedule: object, reference_epochs: int) -> tuple[tuple[floa
         try:
             pairs = [tuple(float(v) for v in item) for item in schedule]  # type: ignore[union-attr]
         except (TypeError, ValueError) as exc:
-            raise InputError(
-                f"schedule must be a list of (start_epoch, gamma) pairs, got {schedule!r}"
-            ) from exc
+            raise InputError(f"schedule must be a list of (start_epoch, gamma) pairs, got {schedule!r}") from exc
     if not pairs or any(len(p) != 2 for p in pairs):
         raise InputError(f"schedule must be a non-empty list of (start_epoch, gamma) pairs, got {schedule!r}")
     starts = [p[0] for p in pairs]
@@ -190,11 +188,7 @@ class ScheduledFocalLoss(CalibrationLoss):
         reference_epochs: int = 350,
         **kwargs,
     ) -> None:
-        if (
-            isinstance(reference_epochs, bool)
-            or not isinstance(reference_epochs, int)
-            or reference_epochs < 1
-        ):
+        if isinstance(reference_epochs, bool) or not isinstance(reference_epochs, int) or reference_epochs < 1:
             raise InputError(f"reference_epochs must be an integer >= 1, got {reference_epochs!r}")
         super().__init__(num_classes, **kwargs)
         self.schedule = _parse_schedule(schedule, reference_epochs)
@@ -272,8 +266,7 @@ class SampleDependentFocalLoss(CalibrationLoss):
             raise InputError("thresholds and gammas must be sequences of numbers") from exc
         if len(gs) != len(th) + 1:
             raise InputError(
-                f"FLSD needs len(gammas) == len(thresholds) + 1, "
-                f"got {len(gs)} gammas for {len(th)} thresholds"
+                f"FLSD needs len(gammas) == len(thresholds) + 1, got {len(gs)} gammas for {len(th)} thresholds"
             )
         if any(not 0.0 < t < 1.0 for t in th) or any(b <= a for a, b in zip(th, th[1:])):
             raise InputError(f"FLSD thresholds must be strictly increasing values in (0, 1), got {th}")

@@ -47,9 +47,7 @@ class LabelSmoothingLoss(CalibrationLoss):
 
     CONVENTIONS = ("paper", "torch")
 
-    def __init__(
-        self, num_classes: int, smoothing: float = 0.05, convention: str = "paper", **kwargs
-    ) -> None:
+    def __init__(self, num_classes: int, smoothing: float = 0.05, convention: str = "paper", **kwargs) -> None:
         super().__init__(num_classes, **kwargs)
         eps = _nonnegative(smoothing, "smoothing")
         if not eps < 1.0:
@@ -105,9 +103,7 @@ class MarginLabelSmoothingLoss(CalibrationLoss):
         self.margin = _nonnegative(margin, "margin")
         self.lam = _nonnegative(lam, "lam")
         if class_reduction not in self.CLASS_REDUCTIONS:
-            raise InputError(
-                f"class_reduction must be one of {self.CLASS_REDUCTIONS}, got {class_reduction!r}"
-            )
+            raise InputError(f"class_reduction must be one of {self.CLASS_REDUCTIONS}, got {class_reduction!r}")
         self.class_reduction = class_reduction
 
     def per_sample_loss(self, logits: Tensor, labels: Tensor, keep: Tensor) -> Tensor:
@@ -118,7 +114,4 @@ class MarginLabelSmoothingLoss(CalibrationLoss):
         return ce + self.lam * penalty
 
     def extra_repr(self) -> str:
-        return (
-            f"{super().extra_repr()}, margin={self.margin}, lam={self.lam}, "
-            f"class_reduction={self.class_reduction!r}"
-        )
+        return f"{super().extra_repr()}, margin={self.margin}, lam={self.lam}, class_reduction={self.class_reduction!r}"

@@ -145,9 +145,7 @@ def _adaece_batch(d: _Data, idx: Tensor, n_bins: int = 15, norm: str = "l1") -> 
     return batched_calibration_error(d.conf[idx], d.correct[idx], n_bins, "equal_mass", norm)
 
 
-def _mce_batch(
-    d: _Data, idx: Tensor, n_bins: int = 15, binning: str = "equal_width", closed: str = "left"
-) -> Tensor:
+def _mce_batch(d: _Data, idx: Tensor, n_bins: int = 15, binning: str = "equal_width", closed: str = "left") -> Tensor:
     return batched_calibration_error(d.conf[idx], d.correct[idx], n_bins, binning, "max", closed=closed)
 
 

@@ -86,9 +86,7 @@ def adaptive_ece(*, logits=None, probs=None, labels, n_bins: int = 15, norm: str
 
     Ties are never split and row order never matters (see :mod:`focalcal.metrics.binning`). Fraction.
     """
-    return calibration_error(
-        logits=logits, probs=probs, labels=labels, n_bins=n_bins, binning="equal_mass", norm=norm
-    )
+    return calibration_error(logits=logits, probs=probs, labels=labels, n_bins=n_bins, binning="equal_mass", norm=norm)
 
 
 def mce(
@@ -146,9 +144,7 @@ def accuracy(*, logits=None, probs=None, labels) -> float:
     return 1.0 - error_rate(logits=logits, probs=probs, labels=labels)
 
 
-def calibration_summary(
-    *, logits=None, probs=None, labels, n_bins: int = 15, closed: str = "left"
-) -> dict[str, float]:
+def calibration_summary(*, logits=None, probs=None, labels, n_bins: int = 15, closed: str = "left") -> dict[str, float]:
     """All of the paper's metrics in one pass: softmax is computed once and shared.
 
     Args:
@@ -167,7 +163,12 @@ def calibration_summary(
     """
     n_bins = check_n_bins(n_bins)
     sc = scan(
-        logits=logits, probs=probs, labels=labels, need_nll=True, need_brier=True, classwise_bins=n_bins,
+        logits=logits,
+        probs=probs,
+        labels=labels,
+        need_nll=True,
+        need_brier=True,
+        classwise_bins=n_bins,
         closed=check_closed(closed),
     )
     n = sc.confidence.shape[0]

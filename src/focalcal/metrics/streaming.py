@@ -105,8 +105,15 @@ class CalibrationAccumulator:
         elif k != self.num_classes:
             raise InputError(f"batch has {k} classes but the accumulator has num_classes={self.num_classes}")
         y = check_labels(labels, b, k, scores.device)
-        sc = scan_tensor(scores, y, from_logits=from_logits, need_nll=True, need_brier=True,
-                         classwise_bins=self.n_bins, closed=self.closed)
+        sc = scan_tensor(
+            scores,
+            y,
+            from_logits=from_logits,
+            need_nll=True,
+            need_brier=True,
+            classwise_bins=self.n_bins,
+            closed=self.closed,
+        )
         if self._conf_dtype is None:
             self._conf_dtype = sc.confidence.dtype
         conf = sc.confidence.to(self._conf_dtype)
@@ -120,8 +127,12 @@ class CalibrationAccumulator:
             self._sum_acc += sum_acc
             self._cw += cw
         self._scalars += torch.stack(
-            [sc.nll.sum().cpu(), sc.brier.sum().cpu(), sc.correct.sum().double().cpu(),
-             torch.tensor(float(b), dtype=torch.float64)]
+            [
+                sc.nll.sum().cpu(),
+                sc.brier.sum().cpu(),
+                sc.correct.sum().double().cpu(),
+                torch.tensor(float(b), dtype=torch.float64),
+            ]
         )
         if self.store_confidences:
             self._conf.append(conf.cpu())

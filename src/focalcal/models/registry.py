@@ -42,7 +42,11 @@ def register_model(
     """Register ``factory(num_classes) -> nn.Module``; ``classifier`` names its final ``nn.Linear``
     (a dotted path, e.g. ``"head.fc"``)."""
     return MODELS.register(
-        name, factory, description=description, label=label or name, meta={"classifier": classifier},
+        name,
+        factory,
+        description=description,
+        label=label or name,
+        meta={"classifier": classifier},
         replace=replace,
     )
 

@@ -39,19 +39,22 @@ def error_bar_figure(
         n = max(len(series), 1)
         for i, (name, points) in enumerate(series.items()):
             if len(points) != len(losses):
-                raise InputError(f"series {name!r} of panel {title!r} has {len(points)} points for {len(losses)} losses")
+                raise InputError(
+                    f"series {name!r} of panel {title!r} has {len(points)} points for {len(losses)} losses"
+                )
             v = np.array([p[0] for p in points], dtype=float)
             lo = np.array([p[0] if p[1] is None else p[1] for p in points], dtype=float)
             hi = np.array([p[0] if p[2] is None else p[2] for p in points], dtype=float)
             offset = (i - (n - 1) / 2) * 0.22
-            ax.errorbar(x + offset, v, yerr=[v - lo, hi - v], fmt=markers[i % len(markers)], ms=5, capsize=3,
-                        lw=1.2, label=name)
+            ax.errorbar(
+                x + offset, v, yerr=[v - lo, hi - v], fmt=markers[i % len(markers)], ms=5, capsize=3, lw=1.2, label=name
+            )
         ax.set_xticks(x, losses, rotation=45, ha="right", fontsize=8)
         ax.set_title(title, fontsize=10)
         ax.set_ylabel(ylabel)
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=7, frameon=False)
-    for ax in axes[len(panels):]:
+    for ax in axes[len(panels) :]:
         ax.set_visible(False)
     if suptitle:
         fig.suptitle(suptitle, fontsize=11)

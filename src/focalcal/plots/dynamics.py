@@ -91,8 +91,9 @@ def _subset_size(curves: Sequence[Curves], split: str) -> int | None:
     return None
 
 
-def nll_entropy_figure(curves: Sequence[Curves], *, log_nll: bool = False, ncols: int = 2,
-                       fig: Canvas | None = None) -> Canvas:
+def nll_entropy_figure(
+    curves: Sequence[Curves], *, log_nll: bool = False, ncols: int = 2, fig: Canvas | None = None
+) -> Canvas:
     """Fig. 2: NLL and entropy (nats) over epochs, for all / correctly / incorrectly classified samples.
 
     Panels: {NLL, entropy} x {train subset, test}. Colour = run, line style = sample group (solid all,
@@ -123,12 +124,12 @@ def nll_entropy_figure(curves: Sequence[Curves], *, log_nll: bool = False, ncols
             for suffix, ls, _ in _GROUPS:
                 y = c.get(f"{split}_{stat}{suffix}")
                 if y is not None:
-                    ax.plot(c.epochs, y, color=color, ls=ls, lw=1.8 if suffix == "" else 1.3,
-                            marker=_marker(c), ms=3)
+                    ax.plot(c.epochs, y, color=color, ls=ls, lw=1.8 if suffix == "" else 1.3, marker=_marker(c), ms=3)
                     drawn = True
         n = _subset_size(curves, split)
-        ax.set_title(f"{split_name}: {stat.upper() if stat == 'nll' else stat}" + (f" (n={n})" if n else ""),
-                     fontsize=10)
+        ax.set_title(
+            f"{split_name}: {stat.upper() if stat == 'nll' else stat}" + (f" (n={n})" if n else ""), fontsize=10
+        )
         ax.set_ylabel(ylabel)
         _style_epoch_axis(ax, curves)
         if not drawn:
@@ -139,14 +140,14 @@ def nll_entropy_figure(curves: Sequence[Curves], *, log_nll: bool = False, ncols
     handles += [Line2D([], [], color="black", ls=ls, lw=1.3, label=name) for _, ls, name in _GROUPS]
     if any(c.lr_drops for c in curves):
         handles.append(Line2D([], [], color="0.6", ls="-", lw=0.9, label="lr drop"))
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 7), fontsize=8,
-               frameon=False)
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 7), fontsize=8, frameon=False)
     fig.suptitle("NLL and entropy over training, correctly vs incorrectly classified (Fig. 2)", fontsize=11)
     return fig
 
 
-def epoch_metric_figure(curves: Sequence[Curves], key: str, *, ylabel: str, title: str, log_y: bool = False,
-                        fig: Canvas | None = None) -> Canvas:
+def epoch_metric_figure(
+    curves: Sequence[Curves], key: str, *, ylabel: str, title: str, log_y: bool = False, fig: Canvas | None = None
+) -> Canvas:
     """One per-epoch log column for several runs on one axis (one line per run, lr drops marked).
 
     Raises:
@@ -171,8 +172,9 @@ def epoch_metric_figure(curves: Sequence[Curves], key: str, *, ylabel: str, titl
     return fig
 
 
-def epoch_metrics_row(curves: Sequence[Curves], panels: Sequence[tuple[str, str, str]], *,
-                      fig: Canvas | None = None) -> Canvas:
+def epoch_metrics_row(
+    curves: Sequence[Curves], panels: Sequence[tuple[str, str, str]], *, fig: Canvas | None = None
+) -> Canvas:
     """Several per-epoch columns side by side, one panel per ``(key, ylabel, title)``, every run in each.
 
     Raises:
@@ -186,22 +188,28 @@ def epoch_metrics_row(curves: Sequence[Curves], panels: Sequence[tuple[str, str,
     return fig
 
 
-def nll_over_epochs_figure(curves: Sequence[Curves], *, log_nll: bool = False,
-                           fig: Canvas | None = None) -> Canvas:
+def nll_over_epochs_figure(curves: Sequence[Curves], *, log_nll: bool = False, fig: Canvas | None = None) -> Canvas:
     """Fig. 3: test NLL (nats; column ``test_nll``) over epochs, one line per run (e.g. CE, focal γ=1,2,3);
     ``log_nll``: logarithmic axis (an early spike can flatten the rest)."""
-    return epoch_metric_figure(curves, "test_nll", ylabel="test NLL (nats)", log_y=log_nll,
-                               title="Test NLL over training (Fig. 3)", fig=fig)
+    return epoch_metric_figure(
+        curves, "test_nll", ylabel="test NLL (nats)", log_y=log_nll, title="Test NLL over training (Fig. 3)", fig=fig
+    )
 
 
 def weight_norm_figure(curves: Sequence[Curves], *, fig: Canvas | None = None) -> Canvas:
     """Fig. 5: Frobenius norm of the last linear layer's weight (column ``fc_weight_norm``) over epochs."""
-    return epoch_metric_figure(curves, "fc_weight_norm", ylabel="weight norm of last linear layer",
-                               title="Last-layer weight norm over training (Fig. 5)", fig=fig)
+    return epoch_metric_figure(
+        curves,
+        "fc_weight_norm",
+        ylabel="weight norm of last linear layer",
+        title="Last-layer weight norm over training (Fig. 5)",
+        fig=fig,
+    )
 
 
-def g_figure(p: np.ndarray, g_values: Mapping[float, np.ndarray], thresholds: Mapping[float, float], *,
-             fig: Canvas | None = None) -> Canvas:
+def g_figure(
+    p: np.ndarray, g_values: Mapping[float, np.ndarray], thresholds: Mapping[float, float], *, fig: Canvas | None = None
+) -> Canvas:
     """Fig. 4: ``g(p, gamma)`` against ``p``, the line ``g = 1`` (cross-entropy) and, per gamma, a vertical
     marker at the threshold ``p*`` above which ``g < 1`` (focal loss pushes the last layer less than CE).
 

@@ -38,11 +38,33 @@ def _draw(ax_top: Axes, ax_hist: Axes, bins, title: str | None, metrics: Mapping
     # mixes with the accuracy bar
     over = filled & (conf > acc)
     under = filled & (acc > conf)
-    ax_top.bar(left[over], (conf - acc)[over], bottom=acc[over], width=width[over], align="edge", color="#e2736b",
-               alpha=0.6, edgecolor="#b0302a", hatch="//", linewidth=0.6, label="gap: over-confident")
-    ax_top.bar(left[under], (acc - conf)[under], bottom=conf[under], width=width[under], align="edge",
-               color="#f4c542", alpha=1.0, edgecolor="#8a6d00", hatch="\\\\", linewidth=0.6, zorder=3,
-               label="gap: under-confident")
+    ax_top.bar(
+        left[over],
+        (conf - acc)[over],
+        bottom=acc[over],
+        width=width[over],
+        align="edge",
+        color="#e2736b",
+        alpha=0.6,
+        edgecolor="#b0302a",
+        hatch="//",
+        linewidth=0.6,
+        label="gap: over-confident",
+    )
+    ax_top.bar(
+        left[under],
+        (acc - conf)[under],
+        bottom=conf[under],
+        width=width[under],
+        align="edge",
+        color="#f4c542",
+        alpha=1.0,
+        edgecolor="#8a6d00",
+        hatch="\\\\",
+        linewidth=0.6,
+        zorder=3,
+        label="gap: under-confident",
+    )
     ax_top.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="perfect calibration")
     ax_top.set_xlim(0, 1)
     ax_top.set_ylim(0, 1)

@@ -18,8 +18,7 @@ _STYLES = ("-", "--", ":", "-.")
 
 def _draw(ax: Axes, curves: RocCurves, title: str | None, tpr_level: float | None) -> None:
     for i, (label, (fpr, tpr)) in enumerate(curves.items()):
-        ax.plot(np.asarray(fpr, float), np.asarray(tpr, float), ls=_STYLES[i % len(_STYLES)], lw=1.5,
-                label=label)
+        ax.plot(np.asarray(fpr, float), np.asarray(tpr, float), ls=_STYLES[i % len(_STYLES)], lw=1.5, label=label)
     ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":", label="chance")
     if tpr_level is not None:
         ax.axhline(tpr_level, color="#b0302a", lw=0.6, ls=(0, (2, 2)), label=f"TPR {100 * tpr_level:g}%")
@@ -47,8 +46,13 @@ def roc_figure(curves: RocCurves, *, title: str | None = None, tpr_level: float 
     return roc_grid([(title, curves)], tpr_level=tpr_level)
 
 
-def roc_grid(panels: Sequence[tuple[str | None, RocCurves]], *, ncols: int | None = None,
-             tpr_level: float | None = 0.95, suptitle: str | None = None) -> Figure:
+def roc_grid(
+    panels: Sequence[tuple[str | None, RocCurves]],
+    *,
+    ncols: int | None = None,
+    tpr_level: float | None = 0.95,
+    suptitle: str | None = None,
+) -> Figure:
     """Several ROC panels in a grid: ``panels`` is a list of ``(title, curves)`` (see :func:`roc_figure`).
 
     Raises:
@@ -64,7 +68,7 @@ def roc_grid(panels: Sequence[tuple[str | None, RocCurves]], *, ncols: int | Non
     axes = fig.subplots(nrows, ncols, squeeze=False)
     for ax, (title, curves) in zip(axes.flat, panels):
         _draw(ax, curves, title, tpr_level)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)

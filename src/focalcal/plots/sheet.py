@@ -13,9 +13,15 @@ from .reliability import reliability_grid
 Panel = tuple[str | None, object, Mapping[str, float] | None]
 
 
-def analysis_sheet(curves: Sequence[Curves], *, p: np.ndarray, g_values: Mapping[float, np.ndarray],
-                   thresholds: Mapping[float, float], reliability: Sequence[Panel] = (),
-                   log_nll: bool = False) -> Figure:
+def analysis_sheet(
+    curves: Sequence[Curves],
+    *,
+    p: np.ndarray,
+    g_values: Mapping[float, np.ndarray],
+    thresholds: Mapping[float, float],
+    reliability: Sequence[Panel] = (),
+    log_nll: bool = False,
+) -> Figure:
     """All analysis figures on one sheet: Fig. 2 (top row), Figs. 3, 4, 5 (middle), Fig. 1 (bottom, if given).
 
     Args:
@@ -38,6 +44,7 @@ def analysis_sheet(curves: Sequence[Curves], *, p: np.ndarray, g_values: Mapping
     weight_norm_figure(curves, fig=right)
     if reliability:
         reliability_grid(reliability, fig=bottom[0])
-        bottom[0].suptitle("Reliability diagrams on the test split, before / after temperature scaling "
-                           "(Fig. 1)", fontsize=11)
+        bottom[0].suptitle(
+            "Reliability diagrams on the test split, before / after temperature scaling (Fig. 1)", fontsize=11
+        )
     return fig
