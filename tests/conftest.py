@@ -45,3 +45,33 @@ def cifar_subset_root(tmp_path_factory, cifar_root) -> Path:
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Keep decoded-image caches of tests out of the user's ~/.cache."""
     monkeypatch.setenv("FOCALCAL_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def tiny_train_args(data_root: Path, out: Path, **overrides: str) -> list[str]:
+    """``focalcal train`` arguments for a few-second run on the small image-folder copy of CIFAR-10 (float32,
+    NCHW, CPU); ``overrides`` replace or add flags (``epochs="3"`` -> ``--epochs 3``; ``""`` drops a flag's value)."""
+    flags = {
+        "dataset": "imagefolder",
+        "data-dir": str(data_root / "cifar10"),
+        "loss": "ce",
+        "epochs": "2",
+        "train-size": "128",
+        "val-size": "64",
+        "test-size": "64",
+        "batch-size": "64",
+        "dynamics-train-size": "32",
+        "dynamics-test-size": "32",
+        "device": "cpu",
+        "out": str(out),
+    }
+    flags.update({k.replace("_", "-"): v for k, v in overrides.items()})
+    args = ["train"]
+    for k, v in flags.items():
+        args += [f"--{k}"] + ([v] if v != "" else [])
+    return [*args, "--no-amp", "--no-channels-last", "--no-progress"]
+
+
+@pytest.fixture
+def train_args(cifar_subset_root):
+    """:func:`tiny_train_args` bound to the small CIFAR-10 copy: ``train_args(out, epochs="3")``."""
+    return lambda out, **overrides: tiny_train_args(cifar_subset_root, out, **overrides)

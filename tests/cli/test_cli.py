@@ -116,35 +116,9 @@ def test_list_names_models_and_losses(capsys):
     assert "paper_cifar" in out and "72 experiments" in out and "FL-3" in out and "TS (NLL)" in out
 
 
-def test_cli_resume_uses_the_runs_own_config(cifar_subset_root, tmp_path, capsys):
+def test_cli_resume_uses_the_runs_own_config(train_args, tmp_path, capsys):
     run = tmp_path / "r"
-    args = [
-        "train",
-        "--dataset",
-        "imagefolder",
-        "--data-dir",
-        str(cifar_subset_root / "cifar10"),
-        "--loss",
-        "ce",
-        "--epochs",
-        "2",
-        "--train-size",
-        "128",
-        "--val-size",
-        "64",
-        "--test-size",
-        "64",
-        "--batch-size",
-        "64",
-        "--dynamics-train-size",
-        "0",
-        "--dynamics-test-size",
-        "0",
-        "--out",
-        str(run),
-        "--no-progress",
-        "--no-eval",
-    ]
+    args = [*train_args(run, dynamics_train_size="0", dynamics_test_size="0"), "--no-eval"]
     assert main(args) == 0
     state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     state["epoch"] = 1  # as if killed after epoch 1

@@ -12,15 +12,8 @@ import pytest
 import torch
 
 from focalcal.cli.main import main
-from focalcal.data import load_dataset, make_splits
 from focalcal.engine import RunFolder, TrainConfig, Trainer, load_run
 from focalcal.errors import CheckpointError, DiskFullError, RunFolderError, RunLockedError, TrainingDiverged
-
-
-@pytest.fixture(scope="module")
-def tiny(cifar_subset_root):
-    data = load_dataset("imagefolder", cifar_subset_root / "cifar10", cache_dir=None)
-    return make_splits(data, val_size=100, train_size=256, test_size=100)
 
 
 def _config(**kw):
@@ -214,44 +207,19 @@ sys.exit(main(sys.argv[3:]))
 
 
 @pytest.mark.parametrize("mode", ["mid_write", "before_rename"])
-def test_sigkill_during_a_checkpoint_write_resumes_to_identical_weights(cifar_subset_root, tmp_path, mode):
-    args = [
-        "train",
-        "--dataset",
-        "imagefolder",
-        "--data-dir",
-        str(cifar_subset_root / "cifar10"),
-        "--epochs",
-        "3",
-        "--train-size",
-        "256",
-        "--val-size",
-        "64",
-        "--test-size",
-        "64",
-        "--batch-size",
-        "64",
-        "--dynamics-train-size",
-        "32",
-        "--dynamics-test-size",
-        "32",
-        "--no-amp",
-        "--no-channels-last",
-        "--no-progress",
-        "--no-eval",
-        "--device",
-        "cpu",
-    ]
+def test_sigkill_during_a_checkpoint_write_resumes_to_identical_weights(train_args, tmp_path, mode):
+    args = [*train_args(tmp_path / "unused", epochs="3", train_size="256"), "--no-eval"][1:]
+    args = args[: args.index("--out")] + args[args.index("--out") + 2 :]  # each run below names its own --out
     script = tmp_path / "killer.py"
     script.write_text(textwrap.dedent(_KILLER.format()))
-    ref = subprocess.run([sys.executable, "-m", "focalcal.cli.main", *args, "--out", str(tmp_path / "ref")])
+    ref = subprocess.run([sys.executable, "-m", "focalcal.cli.main", "train", *args, "--out", str(tmp_path / "ref")])
     assert ref.returncode == 0
     run = tmp_path / "run"
-    killed = subprocess.run([sys.executable, str(script), mode, "2", *args, "--out", str(run)])
+    killed = subprocess.run([sys.executable, str(script), mode, "2", "train", *args, "--out", str(run)])
     assert killed.returncode == -signal.SIGKILL  # it died in the middle of writing epoch 2's checkpoint
     assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 1  # epoch 1's, intact
     t0 = time.time()
-    again = subprocess.run([sys.executable, "-m", "focalcal.cli.main", *args, "--out", str(run), "--resume"])
+    again = subprocess.run([sys.executable, "-m", "focalcal.cli.main", "train", *args, "--out", str(run), "--resume"])
     assert again.returncode == 0, time.time() - t0
     a = torch.load(tmp_path / "ref" / "final.pt", weights_only=True)["model"]
     b = torch.load(run / "final.pt", weights_only=True)["model"]

@@ -8,44 +8,9 @@ import pytest
 from focalcal.cli.main import main
 
 
-def _train(cifar_subset_root, run, *extra):
-    args = [
-        "train",
-        "--dataset",
-        "imagefolder",
-        "--data-dir",
-        str(cifar_subset_root / "cifar10"),
-        "--loss",
-        "ce",
-        "--epochs",
-        "2",
-        "--train-size",
-        "128",
-        "--val-size",
-        "64",
-        "--test-size",
-        "64",
-        "--batch-size",
-        "64",
-        "--dynamics-train-size",
-        "32",
-        "--dynamics-test-size",
-        "32",
-        "--no-amp",
-        "--no-channels-last",
-        "--out",
-        str(run),
-        "--no-progress",
-        "--device",
-        "cpu",
-        *extra,
-    ]
-    assert main(args) == 0
-
-
-def test_log_csv_holds_the_same_numbers_as_log_jsonl(cifar_subset_root, tmp_path):
+def test_log_csv_holds_the_same_numbers_as_log_jsonl(train_args, tmp_path):
     run = tmp_path / "r"
-    _train(cifar_subset_root, run, "--no-eval")
+    assert main([*train_args(run), "--no-eval"]) == 0
     records = [json.loads(s) for s in (run / "log.jsonl").read_text().splitlines()]
     rows = list(csv.DictReader(open(run / "log.csv")))
     assert len(rows) == len(records) == 2
@@ -54,11 +19,11 @@ def test_log_csv_holds_the_same_numbers_as_log_jsonl(cifar_subset_root, tmp_path
             assert float(row[key]) == pytest.approx(rec[key], rel=1e-12), key
 
 
-def test_tensorboard_event_files_hold_every_epoch_and_the_evaluation(cifar_subset_root, tmp_path):
+def test_tensorboard_event_files_hold_every_epoch_and_the_evaluation(train_args, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run = tmp_path / "r"
-    _train(cifar_subset_root, run, "--tensorboard")
+    assert main([*train_args(run), "--tensorboard"]) == 0
     ea = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0, "images": 0})
     ea.Reload()
     records = [json.loads(s) for s in (run / "log.jsonl").read_text().splitlines()]
@@ -69,7 +34,7 @@ def test_tensorboard_event_files_hold_every_epoch_and_the_evaluation(cifar_subse
     assert {"reliability_before", "reliability_after"} <= set(ea.Tags()["images"])
 
 
-def test_wandb_offline_receives_every_epoch_and_the_reliability_diagrams(cifar_subset_root, tmp_path, monkeypatch):
+def test_wandb_offline_receives_every_epoch_and_the_reliability_diagrams(train_args, tmp_path, monkeypatch):
     import wandb
 
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -83,7 +48,7 @@ def test_wandb_offline_receives_every_epoch_and_the_reliability_diagrams(cifar_s
 
     monkeypatch.setattr(wandb.sdk.wandb_run.Run, "log", spy)
     run = tmp_path / "r"
-    _train(cifar_subset_root, run, "--wandb", "focalcal-test")
+    assert main([*train_args(run), "--wandb", "focalcal-test"]) == 0
     records = [json.loads(s) for s in (run / "log.jsonl").read_text().splitlines()]
     epochs = [(step, d) for step, d in logged if "val_nll" in d]
     assert [s for s, _ in epochs] == [1, 2]
@@ -93,7 +58,7 @@ def test_wandb_offline_receives_every_epoch_and_the_reliability_diagrams(cifar_s
     assert list((run / "wandb").glob("offline-run-*"))  # written offline into the run folder, nothing sent
 
 
-def test_a_missing_tracker_package_is_one_line(cifar_subset_root, tmp_path, monkeypatch, capsys):
+def test_a_missing_tracker_package_is_one_line(train_args, tmp_path, monkeypatch, capsys):
     import builtins
 
     real_import = builtins.__import__
@@ -104,29 +69,6 @@ def test_a_missing_tracker_package_is_one_line(cifar_subset_root, tmp_path, monk
         return real_import(name, *a, **k)
 
     monkeypatch.setattr(builtins, "__import__", no_tensorboard)
-    rc = main(
-        [
-            "train",
-            "--dataset",
-            "imagefolder",
-            "--data-dir",
-            str(cifar_subset_root / "cifar10"),
-            "--epochs",
-            "1",
-            "--train-size",
-            "64",
-            "--val-size",
-            "32",
-            "--out",
-            str(tmp_path / "r"),
-            "--tensorboard",
-            "--no-progress",
-            "--no-eval",
-            "--device",
-            "cpu",
-            "--no-amp",
-            "--no-channels-last",
-        ]
-    )
+    rc = main([*train_args(tmp_path / "r", epochs="1"), "--tensorboard", "--no-eval"])
     err = capsys.readouterr().err
     assert rc == 2 and "pip install tensorboard" in err and "Traceback" not in err

@@ -4,16 +4,9 @@ import pytest
 import torch
 
 from focalcal._io import atomic_torch_save
-from focalcal.data import load_dataset, make_splits
 from focalcal.engine import RunFolder, TrainConfig, Trainer
 from focalcal.errors import ResumeMismatchError, RunExistsError
 from focalcal.models import last_linear
-
-
-@pytest.fixture(scope="module")
-def tiny(cifar_subset_root):
-    data = load_dataset("imagefolder", cifar_subset_root / "cifar10", cache_dir=None)
-    return make_splits(data, val_size=100, train_size=256, test_size=100)
 
 
 def _config(**kw):
