@@ -243,11 +243,25 @@ def run_local(
     gpus: Sequence[str] = (),
     echo: Callable[[str], None] = lambda _m: None,
 ) -> list[JobResult]:
-    """Run ``jobs`` on this machine, ``parallel`` at once (one GPU each when ``gpus`` are given)."""
+    """Run ``jobs`` on this machine, ``parallel`` at once.
+
+    With ``gpus``, the GPUs are dealt out in groups of each job's ``nproc`` (``CUDA_VISIBLE_DEVICES``), one
+    group per concurrent job: ``gpus=("0","1","2","3")`` runs four one-GPU jobs, or two two-GPU torchrun jobs,
+    at once. Without GPUs the CPU cores are shared out (``OMP_NUM_THREADS``).
+    """
     out = Path(out)
     tokens: queue.Queue[str | None] = queue.Queue()
-    for slot in range(parallel):
-        tokens.put(gpus[slot % len(gpus)] if gpus else None)
+    nproc = max((j.nproc for j in jobs), default=1)
+    if gpus:
+        groups = [",".join(gpus[i : i + nproc]) for i in range(0, len(gpus) - nproc + 1, nproc)]
+        if not groups:
+            raise ConfigError(f"each run needs {nproc} GPUs but only {len(gpus)} were given (--gpus)")
+        parallel = min(parallel, len(groups)) if parallel > 1 else len(groups)
+        for g in groups[:parallel]:
+            tokens.put(g)
+    else:
+        for _ in range(parallel):
+            tokens.put(None)
     cores = max(1, (os.cpu_count() or 1) // parallel)
     lock = threading.Lock()
 
@@ -258,7 +272,7 @@ def run_local(
             if gpu is not None:
                 env["CUDA_VISIBLE_DEVICES"] = gpu
             with lock:
-                echo(f"start  {job.name}" + (f" on GPU {gpu}" if gpu is not None else ""))
+                echo(f"start  {job.name}" + (f" on GPU(s) {gpu}" if gpu is not None else ""))
             result = run_job(job, env=env, log=_log_path(out, job))
             with lock:
                 echo(f"{result.status:6s} {job.name} ({result.seconds:.0f}s) {result.message}")
