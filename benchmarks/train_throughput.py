@@ -144,6 +144,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="timed epochs per row, interleaved across rows")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile (bf16 and fp32)")
+    ap.add_argument("--profile", action="store_true", help="also profile the engine's default step of each model")
     args = ap.parse_args()
     device = resolve_device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{os.cpu_count()} CPUs"
@@ -213,6 +214,59 @@ def main() -> None:
                 f"{label:62s} {r:8.1f} {spread:>12s} {statistics.median(q):10.2f}x {ratio_spread:>12s}"
                 f" {r * fpi / 1e9:8.1f} {frac:>15s}"
             )
+        if args.profile:
+            profile(model_name, device, amp=bf16, channels_last=True, steps=min(args.steps, 10))
+
+
+def profile(model_name: str, device: torch.device, *, amp: bool, channels_last: bool, steps: int = 10) -> None:
+    """Where the engine's training step spends its time: self CPU/CUDA time per operator group."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    data = get_data(steps * 128)
+    timer = engine_timer(model_name, data, device, amp=amp, channels_last=channels_last)  # warmed up
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with torch_profiler_quiet(), torch_profile(activities=activities) as prof:
+        timer()
+    groups = {
+        "convolution": ("conv", "mkldnn_convolution"),
+        "batch norm": ("batch_norm", "native_batch_norm"),
+        "relu / add / mul (elementwise)": ("relu", "add", "mul", "threshold"),
+        "loss / softmax": ("softmax", "log_softmax", "pow", "exp", "log"),
+        "optimizer (SGD, clipping)": ("_foreach", "sgd", "norm", "clamp"),
+        "data (crop/flip, normalise, copies)": ("index", "copy_", "to", "addcmul", "contiguous", "pad"),
+    }
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    shares = dict.fromkeys(groups, 0.0)
+    other = 0.0
+    for e in events:
+        name = e.key.lower().removeprefix("aten::")
+        for group, keys in groups.items():
+            if any(name.startswith(k) or k in name for k in keys):
+                shares[group] += e.self_cpu_time_total
+                break
+        else:
+            other += e.self_cpu_time_total
+    prec = f"{'bf16 autocast' if amp else 'fp32'}{', channels_last' if channels_last else ''}"
+    print(f"\n## profile: {model_name}, engine {prec}, one epoch of {steps} steps (self CPU time by operator group)")
+    for group, t in sorted(shares.items(), key=lambda kv: -kv[1]):
+        print(f"{group:40s} {100 * t / total:5.1f}%")
+    print(f"{'other':40s} {100 * other / total:5.1f}%")
+
+
+class torch_profiler_quiet:
+    """Silence the profiler's warnings on machines without CUDA/Kineto support."""
+
+    def __enter__(self):
+        import warnings
+
+        self._w = warnings.catch_warnings()
+        self._w.__enter__()
+        warnings.simplefilter("ignore")
+
+    def __exit__(self, *exc):
+        self._w.__exit__(*exc)
 
 
 if __name__ == "__main__":
