@@ -25,7 +25,7 @@ system-deps:
 	fi
 
 demo: setup
-	$(BIN)/focalcal demo --out runs/demo
+	$(BIN)/focalcal demo --out runs/demo $(DEMO_ARGS)
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -230,8 +230,9 @@ def _markdown(cfg, data, results, seconds, total, verdict_lines) -> str:
             "",
             *verdict_lines,
             "",
-            "One seed per loss: differences of a point or two can be seed noise (see docs/claims.md for intervals "
-            "over seeds). The paper's numbers come from 350 epochs on 45,000 images and need not hold at this scale.",
+            "One seed per loss: differences of a point or two can be seed noise (see docs/claims/claims.md for "
+            "intervals over seeds). The paper's numbers come from 350 epochs on 45,000 images and need not hold "
+            "at this scale.",
             "",
             "![reliability diagrams](reliability.png)",
             "",
