@@ -137,3 +137,26 @@ def test_bad_preset_is_one_clear_line(tmp_path, capsys):
     bad.write_text("epochs: ten\n")
     assert main(["train", "--preset", str(bad), "--out", str(tmp_path / "x")]) == 2
     assert "epochs must be a number" in capsys.readouterr().err
+
+
+def test_ambiguous_or_empty_values_are_refused_not_reinterpreted(train_args, tmp_path, capsys):
+    with pytest.raises(SystemExit):  # argparse: one line on stderr, status 2
+        main([*train_args(tmp_path / "a", val_size="1.0")])
+    assert "1.0 is ambiguous" in capsys.readouterr().err
+    run = tmp_path / "r"
+    assert main([*train_args(run, epochs="1"), "--no-eval"]) == 0
+    with pytest.raises(SystemExit):
+        main(["evaluate", str(run), "--n-bins", "0"])  # 0 is not "the default": it is refused
+    assert "must be >= 1" in capsys.readouterr().err
+
+
+def test_plot_all_draws_what_it_can_and_names_what_it_skips(train_args, tmp_path, capsys):
+    run = tmp_path / "r"  # trained without the per-epoch test pass
+    assert main(train_args(run, epochs="2", dynamics_test_size="0")) == 0
+    capsys.readouterr()
+    assert main(["plot", "all", str(run), "--out", str(tmp_path / "p")]) == 0
+    out, err = capsys.readouterr()
+    drawn = {p.name for p in (tmp_path / "p").iterdir()}
+    assert {"g.png", "weight_norm.png", "reliability.png"} <= drawn
+    assert "test_nll.png" not in drawn and "nll_entropy.png" not in drawn
+    assert "skipped test-nll:" in err and "skipped nll-entropy:" in err and "dynamics-test" in err

@@ -145,7 +145,7 @@ def test_divergence_names_a_checkpoint_only_when_there_is_one(tiny, tmp_path, mo
 
 
 def test_a_full_disk_is_one_line_and_the_last_checkpoint_stays_valid(tiny, tmp_path, monkeypatch):
-    import focalcal._io as io_mod
+    import focalcal.atomic as io_mod
 
     run = tmp_path / "r"
     cfg = _config(epochs=3)
@@ -179,7 +179,7 @@ def test_a_full_disk_is_one_line_and_the_last_checkpoint_stays_valid(tiny, tmp_p
 
 _KILLER = """
 import os, signal, sys
-import focalcal._io as io_mod
+import focalcal.atomic as io_mod
 MODE, AT = sys.argv[1], int(sys.argv[2])
 count = {{"n": 0}}
 if MODE == "mid_write":  # SIGKILL after half of the checkpoint's bytes are written

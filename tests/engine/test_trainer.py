@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from focalcal._io import atomic_torch_save
+from focalcal.atomic import atomic_torch_save
 from focalcal.engine import RunFolder, TrainConfig, Trainer
 from focalcal.errors import ResumeMismatchError, RunExistsError
 from focalcal.models import last_linear

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._io import atomic_torch_save, atomic_write_bytes, atomic_write_text
+from ..atomic import atomic_torch_save, atomic_write_bytes, atomic_write_text
 from ..calibration import Calibrator
 from ..calibration.compare import Candidate, apply_calibrator, compare, default_candidates, markdown
 from ..calibration.outputs import KINDS, read_scores, read_val_test

@@ -44,7 +44,7 @@ from ..plots import (
 )
 
 DEFAULT_GAMMAS = (1.0, 2.0, 3.0, 4.0, 5.0)
-_HINT_TEST = "train with --dynamics-test (the default) to log the test split each epoch"
+_HINT_TEST = "train with --dynamics-test-size > 0 (the default is the whole test split) to log it each epoch"
 _HINT_TRAIN = "train with --dynamics-train-size > 0 to log the un-augmented train subset"
 
 

@@ -9,7 +9,7 @@ import io
 import sys
 from pathlib import Path
 
-from .._io import atomic_write_text
+from ..atomic import atomic_write_text
 from ..experiments.table import build, csv_rows, fig6, fig7, latex, markdown
 from ..plots import save_figure
 

@@ -13,7 +13,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
-from .._io import atomic_torch_save
+from ..atomic import atomic_torch_save
 from .errors import DataError
 
 CACHE_VERSION = 1

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._io import atomic_torch_save
+from ..atomic import atomic_torch_save
 from .corruptions import CORRUPTIONS, check_corruption, corrupt
 from .datasets import DATA_ENV, default_cache_dir, load_dataset, resolve_data_dir
 from .errors import DataError

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from .._io import atomic_write_text
+from ..atomic import atomic_write_text
 from .device import autocast, bf16_is_fast, cpu_has_native_bf16
 from .provenance import cpu_name
 

@@ -45,7 +45,7 @@ from typing import Any
 
 import torch
 
-from .._io import atomic_torch_save, atomic_write_text, remove_temp_files
+from ..atomic import atomic_torch_save, atomic_write_text, remove_temp_files
 from ..errors import CheckpointError, RunFolderError, RunLockedError
 
 CONFIG = Path("config.json")

@@ -319,6 +319,7 @@ class Trainer:
                     session_record(
                         self.device,
                         world_size=self.dist.world_size,
+                        batch_per_process=self.config.batch_size // self.dist.world_size,
                         resumed_after_epoch=start,
                         precision={
                             "amp": self.amp,
@@ -327,6 +328,13 @@ class Trainer:
                             "chosen_by": self.precision.reason,
                         },
                     )
+                )
+            if self.dist.enabled:
+                per = self.config.batch_size // self.dist.world_size
+                self.echo(
+                    f"{self.dist.world_size} processes: global batch {self.config.batch_size} = "
+                    f"{self.dist.world_size} x {per} per process; lr {self.config.lr} is the global batch's "
+                    "(gradients are averaged over processes, so nothing is rescaled)"
                 )
             if start < self.config.epochs:
                 self.echo(

@@ -335,7 +335,7 @@ def export_summaries(tables: Tables, dest) -> list:
     import json
     from pathlib import Path
 
-    from .._io import atomic_write_text
+    from ..atomic import atomic_write_text
 
     dest = Path(dest)
     out = []
@@ -428,7 +428,7 @@ def write_page(patterns: Sequence[str], out, *, title: str = "The paper's claims
     import io
     from pathlib import Path
 
-    from .._io import atomic_write_text
+    from ..atomic import atomic_write_text
     from .table import build, csv_rows, markdown
 
     out = Path(out)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_write_text
+from ..atomic import atomic_write_text
 from ..engine import RunFolder, Trainer, evaluate_run, prepare_data, read_runs, write_evaluation
 from ..engine.report import markdown_table, precision_text
 from ..errors import InputError, ResumeMismatchError

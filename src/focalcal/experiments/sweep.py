@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_write_text
+from ..atomic import atomic_write_text
 from ..engine import RunFolder
 from ..errors import ConfigError, RunLockedError
 from .presets import Experiment, family_experiments, load_family

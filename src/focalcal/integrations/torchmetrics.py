@@ -49,7 +49,7 @@ except ImportError as exc:
 
 from ..errors import InputError
 from ..metrics.binning import BinStats, bin_stats, bin_sums, binned_error
-from ..metrics.calibration import _classwise_from_diff
+from ..metrics.calibration import classwise_from_diff
 from ..metrics.kernel import Scan, scan_tensor
 from ..metrics.streaming import equal_width_bin_stats
 from ..validation import check_binning, check_closed, check_labels, check_n_bins, check_num_classes, check_scores
@@ -347,7 +347,7 @@ class ClasswiseECE(_FocalcalMetric):
         n = int(self.n_samples)
         if n == 0:
             raise InputError(_NO_SAMPLES)
-        return torch.tensor(_classwise_from_diff(self.cw_diff, n), dtype=torch.float64, device=self.cw_diff.device)
+        return torch.tensor(classwise_from_diff(self.cw_diff, n), dtype=torch.float64, device=self.cw_diff.device)
 
 
 class ReliabilityBins(_FocalcalMetric):

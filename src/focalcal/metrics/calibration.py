@@ -98,7 +98,7 @@ def mce(
     )
 
 
-def _classwise_from_diff(diff: torch.Tensor, n: int) -> float:
+def classwise_from_diff(diff: torch.Tensor, n: int) -> float:
     k = diff.shape[0]
     return float(diff.abs().sum() / (n * k))
 
@@ -113,7 +113,7 @@ def classwise_ece(*, logits=None, probs=None, labels, n_bins: int = 15, closed: 
     """
     n_bins = check_n_bins(n_bins)
     sc = scan(logits=logits, probs=probs, labels=labels, classwise_bins=n_bins, closed=check_closed(closed))
-    return _classwise_from_diff(sc.classwise_diff, sc.confidence.shape[0])
+    return classwise_from_diff(sc.classwise_diff, sc.confidence.shape[0])
 
 
 def nll(*, logits=None, probs=None, labels) -> float:
@@ -179,7 +179,7 @@ def calibration_summary(*, logits=None, probs=None, labels, n_bins: int = 15, cl
         "nll": float(sc.nll.mean()),
         "ece": width.calibration_error("l1"),
         "adaptive_ece": mass.calibration_error("l1"),
-        "classwise_ece": _classwise_from_diff(sc.classwise_diff, n),
+        "classwise_ece": classwise_from_diff(sc.classwise_diff, n),
         "mce": width.calibration_error("max"),
         "brier": float(sc.brier.mean()),
     }

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from .._io import atomic_write_bytes
+from ..atomic import atomic_write_bytes
 
 
 def save_figure(fig: Figure, path: str | Path, *, formats: tuple[str, ...] = (), dpi: int = 120) -> list[Path]:
