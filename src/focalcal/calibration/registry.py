@@ -101,13 +101,17 @@ def _ts_label(options: Mapping[str, Any]) -> str:
     return "TS (ECE grid)" if options.get("method") == "ece_grid" else "TS (NLL)"
 
 
-for _cls, _label in (
-    (Identity, "uncalibrated"),
-    (TemperatureScaling, _ts_label),
-    (VectorScaling, "vector scaling"),
-    (MatrixScaling, "matrix scaling"),
-    (DirichletCalibration, "Dirichlet (ODIR)"),
-    (HistogramBinning, "histogram binning"),
-    (IsotonicCalibration, "isotonic regression"),
+for _cls, _label, _description in (
+    (Identity, "uncalibrated", "no calibration (a baseline)"),
+    (
+        TemperatureScaling,
+        _ts_label,
+        "temperature scaling (Guo et al. 2017): by validation NLL, or the paper's ECE grid",
+    ),
+    (VectorScaling, "vector scaling", "vector scaling (Guo et al. 2017): a per-class scale and bias of the logits"),
+    (MatrixScaling, "matrix scaling", "matrix scaling (Guo et al. 2017): a K x K affine map of the logits"),
+    (DirichletCalibration, "Dirichlet (ODIR)", "Dirichlet calibration with ODIR regularisation (Kull et al. 2019)"),
+    (HistogramBinning, "histogram binning", "histogram binning, one-vs-rest (Zadrozny & Elkan 2001)"),
+    (IsotonicCalibration, "isotonic regression", "isotonic regression, one-vs-rest (Zadrozny & Elkan 2002)"),
 ):
-    register_calibrator(_cls, label=_label)
+    register_calibrator(_cls, label=_label, description=_description)

@@ -6,7 +6,13 @@ import argparse
 
 from ..calibration import CALIBRATORS
 from ..data import DATASET_FACTS, DATASETS
-from ..experiments.presets import available_bases, available_families, family_experiments, load_family
+from ..experiments.presets import (
+    available_bases,
+    available_families,
+    describe_base,
+    family_experiments,
+    load_family,
+)
 from ..losses import LOSSES
 from ..models import MODELS
 
@@ -37,7 +43,9 @@ def run(args: argparse.Namespace) -> int:
     _section("models", {**MODELS.describe(), **{p: "any classifier of that library" for p in MODELS.patterns()}})
     _section("losses", {e.name: f"[{e.display({})}] {e.description}" for e in LOSSES.entries()})
     _section("calibrators", {e.name: f"[{e.display({})}] {e.description}" for e in CALIBRATORS.entries()})
-    _section("presets (protocols; combine with --dataset/--model/--loss)", {b: "" for b in available_bases()})
+    _section(
+        "presets (protocols; combine with --dataset/--model/--loss)", {b: describe_base(b) for b in available_bases()}
+    )
     print("experiment families (preset <family>/<dataset>/<model>/<loss>; `focalcal sweep FAMILY`):")
     for fam in available_families():
         f = load_family(fam)

@@ -97,6 +97,13 @@ def available_bases() -> list[str]:
     return _files("base")
 
 
+def describe_base(name: str) -> str:
+    """The first comment line of base preset ``name`` (its one-line description)."""
+    text = resources.files("focalcal.presets").joinpath("base", f"{name}.yaml").read_text()
+    first = next((line for line in text.splitlines() if line.startswith("#")), "# ")
+    return first.lstrip("# ").strip()
+
+
 def available_families() -> list[str]:
     return _files("families")
 
