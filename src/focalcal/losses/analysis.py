@@ -39,6 +39,9 @@ def g_factor(p, gamma):
 
     Raises:
         ValueError: ``p`` outside [0, 1] or ``gamma < 0`` (checked eagerly, also for tensors).
+
+    >>> round(float(g_factor(0.2, 4.85)), 3)  # the paper's threshold: focal and CE push equally
+    1.0
     """
     if isinstance(p, Tensor) or isinstance(gamma, Tensor):
         pt = torch.as_tensor(p)
@@ -72,6 +75,9 @@ def p_threshold(gamma: float) -> float:
 
     Raises:
         ValueError: ``gamma <= 0`` or not finite (no crossing), or if the root is not bracketed.
+
+    >>> round(p_threshold(3.0), 4)  # above this p, FL-3 pushes the last layer less than CE
+    0.2526
     """
     g = float(gamma)
     if not 0.0 < g < math.inf:
@@ -96,6 +102,9 @@ def gamma_threshold(p: float) -> float:
 
     Raises:
         ValueError: ``p`` not in (0, 0.5). For ``p >= 0.5``, ``g(p, gamma) < 1`` for every ``gamma > 0``.
+
+    >>> round(gamma_threshold(0.2), 4), round(gamma_threshold(0.25), 4)  # FLSD-53's 5 and 3 come from these
+    (4.8506, 3.0702)
     """
     pf = float(p)
     if not 0.0 < pf < 0.5:

@@ -102,6 +102,13 @@ class FocalLoss(CalibrationLoss):
 
     Source: Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017; Mukhoti et al., NeurIPS 2020,
     Sec. 4 (the bound ``L_focal >= KL(q || p_hat) - gamma * H[p_hat]``).
+
+    >>> import torch
+    >>> logits, labels = torch.tensor([[2.0, 0.0, 0.0]]), torch.tensor([0])  # p = 0.787
+    >>> round(float(FocalLoss(3, gamma=0.0)(logits, labels)), 4)  # gamma 0 is cross-entropy: -log p
+    0.2395
+    >>> round(float(FocalLoss(3, gamma=3.0)(logits, labels)), 4)  # (1 - p)^3 -log p
+    0.0023
     """
 
     def __init__(self, num_classes: int, gamma: float = 3.0, **kwargs) -> None:

@@ -267,6 +267,13 @@ def reliability_bins(
     Raises:
         ValueError: on bad shapes, labels outside ``[0, K)``, NaN/inf, un-normalised or negative probs,
             ``n_bins < 1``, empty input, or both/neither of ``logits``/``probs``.
+
+    >>> import torch
+    >>> logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [3.0, 0.0], [0.5, 0.0]])
+    >>> labels = torch.tensor([0, 1, 1, 0])
+    >>> bins = reliability_bins(logits=logits, labels=labels, n_bins=2)
+    >>> bins.counts.tolist(), bins.accuracy.tolist(), round(float(bins.mean_confidence[1]), 4)
+    ([0, 4], [0.0, 0.75], 0.7967)
     """
     n_bins = check_n_bins(n_bins)
     check_binning(binning)

@@ -135,6 +135,12 @@ def smooth_ece(
 
     Raises:
         ValueError: as the other metrics; ``sigma <= 0``.
+
+    >>> import torch
+    >>> logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [3.0, 0.0], [0.5, 0.0]])
+    >>> labels = torch.tensor([0, 1, 1, 0])
+    >>> round(smooth_ece(logits=logits, labels=labels), 4)
+    0.1865
     """
     sc = scan(logits=logits, probs=probs, labels=labels)
     val, s = smooth_ece_from_confidences(sc.confidence, sc.correct, sigma=sigma, exact=exact)

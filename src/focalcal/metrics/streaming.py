@@ -61,12 +61,14 @@ class CalibrationAccumulator:
             ``compute()`` has no ``adaptive_ece`` key.
         closed: the equal-width bin rule, ``"left"`` ``[lo, hi)`` or ``"right"`` ``(lo, hi]``.
 
-    Example::
+    Example (batch by batch, as in an evaluation loop):
 
-        acc = CalibrationAccumulator(n_bins=15, num_classes=10)
-        for x, y in loader:
-            acc.update(logits=model(x), labels=y)
-        metrics = acc.compute()  # same keys as calibration_summary
+    >>> import torch
+    >>> acc = CalibrationAccumulator(n_bins=2, num_classes=2)
+    >>> acc.update(logits=torch.tensor([[2.0, 0.0], [0.0, 1.0]]), labels=torch.tensor([0, 1]))
+    >>> acc.update(logits=torch.tensor([[3.0, 0.0], [0.5, 0.0]]), labels=torch.tensor([1, 0]))
+    >>> round(acc.compute()["ece"], 4)  # the same as ece() on all four rows
+    0.0467
     """
 
     def __init__(
