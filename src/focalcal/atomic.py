@@ -20,6 +20,8 @@ import torch
 from .errors import DiskFullError
 
 TMP_SUFFIX = ".tmp"
+_UMASK = os.umask(0o022)  # read once at import (setting it is the only way to read it), then restored
+os.umask(_UMASK)
 
 
 class _RecordingFile:
@@ -40,7 +42,8 @@ class _RecordingFile:
         return getattr(self._f, name)
 
 
-def _disk_full(path: Path, cause: BaseException) -> DiskFullError:
+def disk_full(path: Path) -> DiskFullError:
+    """The error for a write of ``path`` that failed because its disk is full."""
     try:
         free = f"{shutil.disk_usage(path.parent).free / 2**20:.0f} MiB free"
     except OSError:
@@ -60,6 +63,7 @@ def atomic_write_bytes(path: str | os.PathLike, write: Callable[[BinaryIO], Any]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
+    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give them the mode open() would
     f = None
     try:
         f = _RecordingFile(os.fdopen(fd, "wb"))
@@ -78,7 +82,7 @@ def atomic_write_bytes(path: str | os.PathLike, write: Callable[[BinaryIO], Any]
         Path(tmp).unlink(missing_ok=True)
         for err in (exc, recorded):
             if isinstance(err, OSError) and err.errno == errno.ENOSPC:
-                raise _disk_full(path, err) from exc
+                raise disk_full(path) from exc
         raise
 
 

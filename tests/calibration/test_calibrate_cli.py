@@ -322,3 +322,53 @@ def test_a_large_test_split_is_streamed_with_the_same_metrics(tmp_path, monkeypa
         a, b = full["calibrators"][0]["test"][k]["estimate"], streamed["calibrators"][0]["test"][k]["estimate"]
         assert a == pytest.approx(b, rel=1e-9, abs=1e-12), k
     assert streamed["n_boot"] == 0 and arrays["bins_after"].n_samples == 500
+
+
+def test_a_two_split_file_given_as_val_and_test_takes_each_split(trained_run, tmp_path):
+    logits = trained_run / "logits.pt"
+    out = tmp_path / "c"
+    assert (
+        main(
+            [
+                "calibrate",
+                "--val",
+                str(logits),
+                "--test",
+                str(logits),
+                "--kind",
+                "logits",
+                "--out",
+                str(out),
+                "--calibrators",
+                "temperature",
+                "--n-boot",
+                "0",
+            ]
+        )
+        == 0
+    )
+    rep = json.loads((out / "calibration.json").read_text())
+    saved = torch.load(logits, weights_only=True)
+    assert (rep["n_val"], rep["n_test"]) == (len(saved["val_labels"]), len(saved["test_labels"]))
+
+
+def test_unreadable_numpy_files_are_one_line(tmp_path, capsys):
+    (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 not a zip")
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    np.save(tmp_path / "y.npy", np.zeros(1, dtype=np.int64))
+    for args in (
+        ["--val", str(tmp_path / "bad.npz"), "--test", str(tmp_path / "bad.npz")],
+        [
+            "--val",
+            str(tmp_path / "obj.npy"),
+            "--val-labels",
+            str(tmp_path / "y.npy"),
+            "--test",
+            str(tmp_path / "obj.npy"),
+            "--test-labels",
+            str(tmp_path / "y.npy"),
+        ],
+    ):
+        assert main(["calibrate", *args, "--kind", "logits", "--out", str(tmp_path / "o")]) == 2
+        err = _err(capsys)
+        assert "not a readable" in err

@@ -226,3 +226,14 @@ def test_sigkill_during_a_checkpoint_write_resumes_to_identical_weights(train_ar
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert [json.loads(s)["epoch"] for s in (run / "log.jsonl").read_text().splitlines()] == [1, 2, 3]
     assert not list(run.rglob(".*.tmp"))
+
+
+def test_files_get_the_usual_permissions_not_mkstemps_0600(tmp_path):
+    import stat
+
+    from focalcal.atomic import atomic_write_text
+
+    atomic_write_text(tmp_path / "x.json", "{}")
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "x.json").stat().st_mode) == 0o666 & ~mask

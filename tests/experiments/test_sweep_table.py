@@ -237,3 +237,50 @@ def test_paper_presets_take_a_real_step(cifar_root, tmp_path, model):
         k for k, v in trainer.model.state_dict().items() if v.is_floating_point() and not torch.equal(v, before[k])
     ]
     assert moved, "no parameter changed: no real step was taken"
+
+
+def test_experiments_that_share_a_label_stay_apart_named_by_what_differs(tmp_path):
+    _fake_run(tmp_path / "a", "ce", 1, 0.2, 0.5)
+    run = _fake_run(tmp_path / "b", "ce", 1, 0.3, 0.5)
+    cfg = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**cfg, "epochs": 10}))
+    tables = T.build([str(tmp_path)], bootstrap=False)
+    labels = sorted(k[2] for k in tables.groups)
+    assert labels == ["CE [epochs=10]", "CE [epochs=32]"]
+
+
+def test_unfinished_evaluated_runs_are_left_out_of_the_table(tmp_path):
+    _fake_run(tmp_path, "ce", 1, 0.2, 0.5)
+    run = _fake_run(tmp_path, "ce", 2, 0.9, 0.5)
+    rep = json.loads((run / "report.json").read_text())
+    (run / "report.json").write_text(json.dumps({**rep, "epochs_trained": 20, "epochs": 32}))
+    tables = T.build([str(tmp_path)], bootstrap=False)
+    assert tables.main[0]["n"] == 1 and any("after 20 of 32 epochs" in s for s in tables.skipped)
+
+
+def test_claims_refuse_runs_of_several_settings_and_export_one_file_per_run(tmp_path):
+    from focalcal.errors import InputError
+    from focalcal.experiments import claims as C
+
+    _fake_run(tmp_path, "ce", 1, 0.2, 0.5)
+    other = _fake_run(tmp_path / "x", "fl3", 1, 0.1, 0.5)
+    rep = json.loads((other / "report.json").read_text())
+    (other / "report.json").write_text(json.dumps({**rep, "model": "resnet32"}))
+    with pytest.raises(InputError, match="these runs span cifar10/resnet20, cifar10/resnet32"):
+        C.evaluate_claims(T.build([str(tmp_path)], bootstrap=False))
+
+
+def test_sweep_state_reads_only_and_notices_other_overrides(tmp_path, capsys):
+    from focalcal.experiments.sweep import plan, state
+
+    (job,) = plan("cpu", [1], tmp_path, only={"loss": ["ce"]}, overrides={"epochs": "3"})
+    assert state(job) == "new" and not (tmp_path / "cifar10").exists()  # nothing written by looking
+    run = Path(job.run_dir)
+    run.mkdir(parents=True)
+    cfg = experiment("cpu/cifar10/resnet20/ce").train_config(seed=1).to_dict()  # 32 epochs, not 3
+    (run / "config.json").write_text(json.dumps(cfg))
+    assert state(job) == "mismatch"
+    (run / "config.json").write_text(json.dumps({**cfg, "epochs": 3}))
+    assert state(job) == "new"
+    assert main(["sweep", "cpu", "--only", "losses=ce", "--out", str(tmp_path), "--dry-run"]) == 2
+    assert "--only can select by dataset, model, loss; got losses" in capsys.readouterr().err

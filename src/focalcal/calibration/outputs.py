@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -175,6 +176,16 @@ def _check_values(scores: Any, kind: str, where: str, chunk_rows: int) -> None:
         )
 
 
+def _load_npy(path: Path) -> np.ndarray:
+    """A numeric ``.npy`` array, memory-mapped (a large file stays on disk)."""
+    if not Path(path).is_file():
+        raise InputError(f"{path} does not exist")
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise InputError(f"{path}: not a readable .npy file of numbers ({exc})") from None
+
+
 def _read_dict(path: Path) -> dict[str, Any]:
     if path.suffix == ".pt":
         check_fits_in_memory(path.stat().st_size // 4, str(path))
@@ -187,8 +198,11 @@ def _read_dict(path: Path) -> dict[str, Any]:
         if not isinstance(obj, dict):
             raise InputError(f"{path}: expected a dict of tensors or a (scores, labels) pair; got {type(obj).__name__}")
         return obj
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise InputError(f"{path}: not a readable .npz file of numeric arrays ({exc})") from None
 
 
 def _read_csv(
@@ -257,10 +271,10 @@ def read_outputs(
         raise InputError(f"{path} does not exist")
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        scores = np.load(path, mmap_mode="r")
+        scores = _load_npy(path)
         if labels is None:
             raise InputError(f"{path}: a .npy file holds scores only; give its labels as a .npy file too")
-        return {split or "data": check_split(scores, np.load(labels), kind, where)}
+        return {split or "data": check_split(scores, _load_npy(Path(labels)), kind, where)}
     if suffix == ".csv":
         scores, y, split_values = _read_csv(path, label_column, split_column)
         if split_values is not None:
@@ -298,7 +312,7 @@ def read_scores(path: str | os.PathLike, kind: str, *, label_column: str = "labe
         raise InputError(f"{path} does not exist")
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        return check_split(np.load(path, mmap_mode="r"), None, kind, str(path))
+        return check_split(_load_npy(path), None, kind, str(path))
     if suffix == ".csv":
         scores, _, _ = _read_csv(path, label_column, "split", need_labels=False)
         return check_split(scores, None, kind, str(path))
@@ -329,7 +343,7 @@ def read_val_test(
     elif val is not None and test is not None:
         v = read_outputs(val, kind, labels=val_labels, split="val", **kw)
         t = read_outputs(test, kind, labels=test_labels, split="test", **kw)
-        v, t = next(iter(v.values())), next(iter(t.values()))
+        v, t = v.get("val", next(iter(v.values()))), t.get("test", next(iter(t.values())))  # a file may hold both
     else:
         raise InputError("give the outputs as --data FILE (both splits) or as --val FILE and --test FILE")
     if v.num_classes != t.num_classes:

@@ -5,7 +5,16 @@ from __future__ import annotations
 
 import argparse
 
-from ..experiments.sweep import LAUNCHERS, commands, plan, run_local, run_submitit, state, write_summary
+from ..experiments.sweep import (
+    LAUNCHERS,
+    commands,
+    focalcal_args,
+    plan,
+    run_local,
+    run_submitit,
+    state,
+    write_summary,
+)
 from .common import add_data_args, echo, key_values, positive_int
 
 
@@ -87,11 +96,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.dry_run:
         for job in jobs:
-            steps = (
-                [" ".join(c[c.index("focalcal.cli.main") + 1 :][:2]) for c in commands(job)]
-                if state(job) != "busy"
-                else []
-            )
+            steps = [" ".join(focalcal_args(c)[:2]) for c in commands(job)] if state(job) != "busy" else []
             echo(f"{state(job):8s} {job.name}: {', '.join(steps) or 'nothing to do'}")
         return 0
     echo(f"{len(jobs)} runs of {args.family} into {args.out} ({args.launcher}, {args.jobs} at once)")

@@ -207,7 +207,11 @@ def _from_tiny_imagenet(folder: Path, cache_dir: Path | None) -> ImageData:
     index = {w: i for i, w in enumerate(wnids)}
     train_classes, train_samples = class_folder_samples(folder / "train")
     if train_classes != wnids:
-        raise DataError(f"{folder}/train has {len(train_classes)} class folders, wnids.txt lists {len(wnids)}")
+        extra, missing = sorted(set(train_classes) - set(wnids)), sorted(set(wnids) - set(train_classes))
+        raise DataError(
+            f"{folder}/train does not match wnids.txt: class folders not listed there: "
+            f"{', '.join(extra[:5]) or 'none'}; listed but missing: {', '.join(missing[:5]) or 'none'}"
+        )
     ann = folder / "val" / "val_annotations.txt"
     if not ann.is_file():
         raise DataError(f"{ann} is missing: the official val split cannot be labelled")

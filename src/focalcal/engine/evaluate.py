@@ -177,11 +177,14 @@ def evaluate_run(
 
     Under ``torchrun`` every rank must call it (each computes its shard); every rank gets the report.
     """
-    run = load_run(run_dir, device=device)
+    dev = resolve_device(device)
+    dist = init_from_env(dev.type)
+    if dist.enabled and dev.type == "cuda":  # one GPU per process, as in training
+        dev = torch.device("cuda", dist.local_rank)
+    run = load_run(run_dir, device=str(dev))
     if run.note and echo:
         echo(f"note: {run.note}")
     if data is None:
         cfg = run.config if data_dir is None else run.config.replace(data_dir=data_dir)
         data = prepare_data(cfg)
-    dist = init_from_env(run.device.type)
     return evaluate(run, data, n_bins=n_bins, ts_method=ts_method, bin_closed=bin_closed, dist=dist)

@@ -9,7 +9,7 @@ native bf16 (AVX512-BF16 or AMX-BF16), bf16 autocast NCHW and channels_last. ``-
 ``--channels-last/--no-channels-last`` fix their part of the choice (with both fixed nothing is measured).
 ``torch.compile`` is never chosen automatically: its warm-up takes tens of seconds.
 
-Measurements are cached per (CPU model, torch version, model, input shape, batch size, candidates) in
+Measurements are cached per (CPU model, torch version, threads, model and its options, input shape, candidates) in
 ``$FOCALCAL_CACHE/precision/`` (one small JSON file per key, written atomically: concurrent runs never
 see a torn file; two runs measuring the same key at once both write the same kind of answer). The model
 and the global random state are left untouched (the timing runs on a deep copy, under a forked RNG).
@@ -68,6 +68,14 @@ def _cache_dir() -> Path:
     from ..data import default_cache_dir
 
     return default_cache_dir() / "precision"
+
+
+def _model_id(model: torch.nn.Module) -> str:
+    """The model's registry name with its options and output width (what its speed depends on)."""
+    name = getattr(model, "focalcal_name", type(model).__name__)
+    options = getattr(model, "focalcal_options", {})
+    width = next((m.out_features for m in reversed(list(model.modules())) if isinstance(m, torch.nn.Linear)), None)
+    return json.dumps([name, options, width], sort_keys=True, default=str)
 
 
 def _key(model_name: str, input_shape, batch: int, candidates) -> str:
@@ -156,7 +164,7 @@ def eval_channels_last(
     if device.type != "cpu":
         return False
     name = getattr(model, "focalcal_name", type(model).__name__)
-    path = _cache_dir() / f"eval-{_key(name, input_shape, 64, [(False, False), (False, True)])}.json"
+    path = _cache_dir() / f"eval-{_key(_model_id(model), input_shape, 64, [(False, False), (False, True)])}.json"
     if use_cache and path.is_file():
         try:
             return bool(json.loads(path.read_text())["channels_last"])
@@ -223,7 +231,7 @@ def resolve_precision(
         a, c = candidates[0]
         return Precision(a, c, "default (not measured)")
     name = getattr(model, "focalcal_name", type(model).__name__)
-    path = _cache_dir() / f"{_key(name, input_shape, MEASURE_BATCH, candidates)}.json"
+    path = _cache_dir() / f"{_key(_model_id(model), input_shape, MEASURE_BATCH, candidates)}.json"
     if use_cache and path.is_file():
         try:
             cached = json.loads(path.read_text())

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import fcntl
 import io
 import json
@@ -45,7 +46,7 @@ from typing import Any
 
 import torch
 
-from ..atomic import atomic_torch_save, atomic_write_text, remove_temp_files
+from ..atomic import atomic_torch_save, atomic_write_text, disk_full, remove_temp_files
 from ..errors import CheckpointError, RunFolderError, RunLockedError
 
 CONFIG = Path("config.json")
@@ -161,10 +162,15 @@ class RunFolder:
     # -- the per-epoch log ------------------------------------------------------------------------------
     def append_log(self, record: Mapping[str, Any]) -> None:
         """Append one epoch's record to ``log.jsonl`` (fsynced) and rewrite ``log.csv`` from the log."""
-        with open(self.path / LOG, "a") as f:
-            f.write(json.dumps(dict(record)) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(self.path / LOG, "a") as f:
+                f.write(json.dumps(dict(record)) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:  # a torn line is dropped on resume (truncate_log)
+                raise disk_full(self.path / LOG) from None
+            raise
         self._write_log_csv(self.read_log(tolerant=True))
 
     def read_log(self, *, tolerant: bool = False) -> list[dict[str, Any]]:

@@ -283,6 +283,8 @@ class Trainer:
             start = self._restore()
             if self.dist.is_main:
                 self.run.truncate_log(start)
+                if start < self.config.epochs:  # an evaluation of the unfinished model must not survive
+                    self.run.clear_derived()
                 self.run.write_config(self.config.to_dict())  # runtime keys (device, data_dir, ...) as resumed
             return start
         if self.run.has_checkpoint() and not overwrite:
@@ -387,6 +389,9 @@ class Trainer:
         lr = self.optimizer.param_groups[0]["lr"]
         train_loss, train_acc = self._train_epoch(epoch)
         train_seconds = time.perf_counter() - t0
+        # DDP syncs BatchNorm statistics only at the start of a training forward: after the epoch's last step
+        # each rank holds its own; evaluate (and save) rank 0's everywhere, so every shard sees one model
+        broadcast_buffers(self.model, self.dist)
 
         val_logits = self.predict(self.val_loader)
         if not torch.isfinite(val_logits).all():

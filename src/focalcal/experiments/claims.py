@@ -24,17 +24,24 @@ test subset), the rest from ``report.json`` and ``ood.json``.
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import math
+import re
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy import stats
 
+from ..atomic import atomic_write_text
 from ..engine import RunFolder
 from ..errors import InputError
-from .table import RunResult, Tables
+from .table import RunResult, Tables, build, csv_rows, markdown
 
 FOCAL = ("FL-3", "FLSD-53")
 CAL_METRICS = (("ece", "ECE"), ("adaptive_ece", "AdaECE"), ("classwise_ece", "Classwise-ECE"))
@@ -52,6 +59,8 @@ class Diff:
 
     def verdict(self, want: str) -> str:
         """``want``: ``"negative"`` (the claim says the difference is below 0) or ``"positive"``."""
+        if self.n == 0:
+            return "not shown (no seed run for both)"
         if self.n < 2:
             return "not shown (one seed)"
         below, above = self.high < 0, self.low > 0
@@ -137,10 +146,15 @@ class Claim:
 
 
 def _by_label(tables: Tables) -> dict[str, list[RunResult]]:
-    out: dict[str, list[RunResult]] = {}
-    for (_, _, label), runs in tables.groups.items():
-        out.setdefault(label, []).extend(runs)
-    return out
+    """The runs by loss label, for one (dataset, model): claims pair seeds within one experiment setting."""
+    settings = sorted({(d, m) for d, m, _ in tables.groups})
+    if len(settings) > 1:
+        raise InputError(
+            "the claims compare losses on one dataset and model; these runs span "
+            + ", ".join(f"{d}/{m}" for d, m in settings)
+            + ": give the runs of one of them (e.g. runs/paper/cifar10/resnet50)"
+        )
+    return {label: list(runs) for (_, _, label), runs in tables.groups.items()}
 
 
 def _per_seed(runs: Sequence[RunResult], fn) -> dict[int, float]:
@@ -332,17 +346,16 @@ SUMMARY_FILES = ("config.json", "report.json", "log.jsonl")
 def export_summaries(tables: Tables, dest) -> list:
     """Copy each run's small files (config, report, log, and ood.json with the entropy ROC curves only) to
     ``dest/<dataset>/<model>/<loss>/seed<N>``: enough to rebuild every table and figure of the page."""
-    import json
-    from pathlib import Path
-
-    from ..atomic import atomic_write_text
-
     dest = Path(dest)
+    if dest.exists():  # this folder is the export's own: runs of an earlier export must not leak in
+        shutil.rmtree(dest)
     out = []
-    for runs in tables.groups.values():
+    for (dataset, model, label), runs in tables.groups.items():
+        slug = re.sub(r"[^A-Za-z0-9.=,+-]+", "_", label).strip("_")
         for r in runs:
-            cfg = r.config
-            target = dest / cfg["dataset"] / cfg["model"] / r.path.parent.name / f"seed{r.seed}"
+            target = dest / dataset / model / slug / f"seed{r.seed}"
+            if target in out:
+                raise InputError(f"two runs of {dataset}/{model} {label} have seed {r.seed}; give one run per seed")
             for name in SUMMARY_FILES:
                 atomic_write_text(target / name, (r.path / name).read_text())
             if r.ood:
@@ -424,13 +437,6 @@ def _figures(tables: Tables, out) -> list[tuple[str, str]]:
 def write_page(patterns: Sequence[str], out, *, title: str = "The paper's claims at CPU scale") -> dict[str, Any]:
     """Export the runs' summaries to ``out/runs``, rebuild every number from them, and write ``out/claims.md``
     (the page), ``out/claims.csv``, ``out/table.csv`` and the figures. Returns the pieces."""
-    import csv
-    import io
-    from pathlib import Path
-
-    from ..atomic import atomic_write_text
-    from .table import build, csv_rows, markdown
-
     out = Path(out)
     source = build(patterns, bootstrap=False)
     export_summaries(source, out / "runs")

@@ -35,10 +35,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ..atomic import atomic_write_text
-from ..engine import RunFolder
-from ..errors import ConfigError, RunLockedError
-from .presets import Experiment, family_experiments, load_family
+from ..engine import RunFolder, TrainConfig
+from ..errors import ConfigError, FocalcalError, RunLockedError
+from .presets import AXES, Experiment, experiment, family_experiments, load_family
 
 LAUNCHERS = ("local", "slurm", "submitit-local")
 
@@ -85,6 +87,9 @@ def plan(
     """The jobs of ``family`` x ``seeds`` (optionally only some datasets/models/losses), in family order."""
     load_family(family)
     only = {k: list(v) for k, v in (only or {}).items()}
+    unknown = sorted(set(only) - set(AXES))
+    if unknown:
+        raise ConfigError(f"--only can select by {', '.join(AXES)}; got {', '.join(unknown)}")
     exps: list[Experiment] = [
         e
         for e in family_experiments(family)
@@ -108,14 +113,31 @@ def plan(
     ]
 
 
+def expected_config(job: Job) -> dict[str, Any]:
+    """The protocol the job's run must have: its experiment with its seed and the ``--set`` overrides."""
+    values = {k: yaml.safe_load(v) if isinstance(v, str) else v for k, v in job.overrides.items()}
+    return experiment(job.experiment).train_config(seed=job.seed, **values).protocol_dict()
+
+
 def state(job: Job) -> str:
-    """``"done"`` (trained, evaluated and OOD-scored), ``"partial"`` (some of it), ``"new"``, or ``"busy"``."""
+    """``"done"`` (trained, evaluated and OOD-scored), ``"partial"`` (some of it), ``"new"``, ``"busy"`` (another
+    process holds the folder) or ``"mismatch"`` (the folder holds a run of another configuration). Reads only:
+    a folder that does not exist yet is not created."""
     run = RunFolder(job.run_dir)
+    if not run.path.is_dir():
+        return "new"
     try:
         with run.lock():
             pass
     except RunLockedError:
         return "busy"
+    if run.has_config():
+        try:
+            saved = TrainConfig.from_dict(run.read_config()).protocol_dict()
+        except FocalcalError:
+            return "mismatch"
+        if saved != expected_config(job):
+            return "mismatch"
     trained = (run / "final.pt").is_file()
     if trained and run.has_report() and (run.has_ood() or not job.ood):
         return "done"
@@ -174,6 +196,11 @@ def commands(job: Job) -> list[list[str]]:
     return cmds
 
 
+def focalcal_args(cmd: list[str]) -> list[str]:
+    """The ``focalcal`` arguments of a command (after ``-m focalcal.cli.main``, torchrun or not)."""
+    return cmd[cmd.index("focalcal.cli.main") + 1 :]
+
+
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -184,8 +211,18 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 def run_job(job: Job, env: dict[str, str] | None = None, log: Path | None = None) -> JobResult:
     """Run what ``job`` still needs, in order; each command's output goes to ``log`` (appended)."""
     t0 = time.perf_counter()
-    if state(job) == "busy":
+    now = state(job)
+    if now == "busy":
         return JobResult(job.name, job.run_dir, "busy", 0.0, "its run folder is in use by another process")
+    if now == "mismatch":
+        return JobResult(
+            job.name,
+            job.run_dir,
+            "failed",
+            0.0,
+            "its run folder holds a run of another configuration (other --set values?): use another "
+            "--out, or delete the folder",
+        )
     todo = commands(job)
     if not todo:
         return JobResult(job.name, job.run_dir, "done")
@@ -209,7 +246,7 @@ def run_job(job: Job, env: dict[str, str] | None = None, log: Path | None = None
                 job.run_dir,
                 "failed",
                 time.perf_counter() - t0,
-                f"`{' '.join(cmd[2:5])} ...` exited with status {rc}{where}",
+                f"`focalcal {' '.join(focalcal_args(cmd)[:2])} ...` exited with status {rc}{where}",
             )
     return JobResult(job.name, job.run_dir, "finished", time.perf_counter() - t0)
 

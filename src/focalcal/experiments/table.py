@@ -114,23 +114,33 @@ def read_result(path: Path) -> RunResult:
     )
 
 
+def _protocol_dict(r: RunResult) -> dict[str, Any]:
+    return TrainConfig.from_dict(r.config).replace(seed=0).protocol_dict()
+
+
 def _protocol(r: RunResult) -> str:
     """Everything that defines the experiment except the seed (runs that differ only in it share a cell)."""
-    return json.dumps(TrainConfig.from_dict(r.config).replace(seed=0).protocol_dict(), sort_keys=True, default=str)
+    return json.dumps(_protocol_dict(r), sort_keys=True, default=str)
 
 
 def group(results: Iterable[RunResult]) -> dict[tuple[str, str, str], list[RunResult]]:
     """Runs of the same experiment (same configuration up to the seed), keyed by (dataset, model, loss label)
-    in first-seen order, seeds sorted. Two experiments with the same label (e.g. other epochs) get the name
-    of their runs' parent folder appended to the label."""
+    in first-seen order, seeds sorted. Experiments that share a label (e.g. the same loss trained for other
+    epochs) get the configuration keys in which they differ appended: ``CE [epochs=10]``."""
     by_protocol: dict[str, list[RunResult]] = {}
     for r in results:
         by_protocol.setdefault(_protocol(r), []).append(r)
-    labels = [(rs[0].dataset, rs[0].model, rs[0].label) for rs in by_protocol.values()]
+    groups = list(by_protocol.values())
+    labels = [(rs[0].dataset, rs[0].model, rs[0].label) for rs in groups]
     out: dict[tuple[str, str, str], list[RunResult]] = {}
-    for key, runs in zip(labels, by_protocol.values()):
+    for key, runs in zip(labels, groups):
         if labels.count(key) > 1:
-            key = (key[0], key[1], f"{key[2]} [{runs[0].path.parent.name}]")
+            mine = _protocol_dict(runs[0])
+            others = [_protocol_dict(g[0]) for k, g in zip(labels, groups) if k == key and g is not runs]
+            diff = sorted({k for o in others for k in mine if o.get(k) != mine.get(k)})
+            key = (key[0], key[1], f"{key[2]} [{', '.join(f'{k}={mine[k]}' for k in diff)}]")
+        if key in out:  # cannot happen for distinct protocols; never merge two silently
+            raise InputError(f"two experiments of {key[0]}/{key[1]} are both labelled {key[2]!r}")
         out[key] = sorted(runs, key=lambda r: r.seed)
     return out
 
@@ -202,11 +212,19 @@ class Tables:
 def build(patterns: Sequence[str], *, bootstrap: bool = True) -> Tables:
     """Read the runs under ``patterns`` and compute every cell."""
     paths, skipped = find_runs(patterns)
-    if not paths:
+    results = []
+    for p in paths:
+        r = read_result(p)
+        done, planned = r.report.get("epochs_trained"), r.report.get("epochs", r.config.get("epochs"))
+        if done is not None and planned is not None and done < planned:
+            skipped.append(f"{p}: evaluated after {done} of {planned} epochs (an unfinished run)")
+            continue
+        results.append(r)
+    if not results:
         raise InputError(
             "no evaluated runs found under " + ", ".join(patterns) + ("; " + "; ".join(skipped) if skipped else "")
         )
-    groups = group(read_result(p) for p in paths)
+    groups = group(results)
     main, ood = [], []
     ood_sets: list[str] = []
     for (dataset, model, label), runs in groups.items():
@@ -226,7 +244,12 @@ def build(patterns: Sequence[str], *, bootstrap: bool = True) -> Tables:
         sets = list(dict.fromkeys(s for r in runs if r.ood for s in r.ood["sets"]))
         ood_sets += [s for s in sets if s not in ood_sets]
         if sets:
-            orow: dict[str, Any] = {"dataset": dataset, "model": model, "loss": label, "n": len(runs)}
+            orow: dict[str, Any] = {
+                "dataset": dataset,
+                "model": model,
+                "loss": label,
+                "n": sum(1 for r in runs if r.ood),
+            }
             for s in sets:
                 for stage in STAGES:
                     orow[f"{s}_{stage}"] = auroc_cell(runs, s, stage)

@@ -124,6 +124,7 @@ def build_model(name: str, num_classes: int, **options) -> nn.Module:
     num_classes = check_num_classes(num_classes)
     model = MODELS.build(name, num_classes, **options)
     model.focalcal_name = name
+    model.focalcal_options = dict(options)
     model.focalcal_classifier = entry.meta["classifier"]
     return model
 
