@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 FOCALCAL_DATA ?= $(if $(wildcard ../shared/data/cifar10),$(abspath ../shared/data),$(abspath data))
 export FOCALCAL_DATA
 
-.PHONY: setup system-deps demo test bench lint clean
+.PHONY: setup system-deps demo test bench lint claims gpu-check clean
 
 $(BIN)/focalcal: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,15 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# The paper's claims at CPU scale (docs/claims/claims.md): 27 runs, about 2 hours on 2 CPU cores; resumable.
+claims: setup
+	$(BIN)/focalcal sweep cpu --seeds 1-3 --out runs/cpu
+	$(BIN)/focalcal claims runs/cpu --out docs/claims
+
+# Everything focalcal needs to know about a GPU, in at most ~8 minutes (README, Speed).
+gpu-check: setup
+	$(BIN)/python benchmarks/gpu_check.py --out runs/gpu_check
 
 bench: setup
 	$(BIN)/python benchmarks/metrics_speed.py
