@@ -81,3 +81,18 @@ def test_unknown_keys_and_names_are_errors_listing_the_valid_ones(tmp_path):
 
 def test_merge_is_key_by_key_for_mappings():
     assert merge({"a": 1, "o": {"x": 1, "y": 2}}, {"o": {"y": 3}, "b": 2}) == {"a": 1, "o": {"x": 1, "y": 3}, "b": 2}
+
+
+def test_the_package_data_patterns_ship_every_preset_file():
+    """A non-editable install ships only what ``[tool.setuptools.package-data]`` names: every preset YAML must
+    match one of its patterns (they once named only the top folder, and a wheel carried no preset at all)."""
+    tomllib = pytest.importorskip("tomllib")
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    package = root / "src" / "focalcal" / "presets"
+    shipped = {p for pattern in patterns["focalcal.presets"] for p in package.glob(pattern)}
+    on_disk = set(package.rglob("*.yaml"))
+    assert len(on_disk) >= 6
+    assert on_disk == shipped, f"not shipped: {sorted(str(p.relative_to(package)) for p in on_disk - shipped)}"
