@@ -213,6 +213,9 @@ def markdown(report: dict) -> str:
         "",
         f"torch {d['torch']}, CUDA {d['cuda']}, cuDNN {d['cudnn']}; measured matmul TFLOP/s: {rates}",
         "",
+        "MFU: model FLOPs per second over the matmul rate measured above in the same precision (a practical",
+        "peak, not the datasheet's; above 100% means the convolution kernels outran a square matmul).",
+        "",
         "| model | pipeline | images/s | vs baseline | GFLOP/img | MFU |",
         "|---|---|---|---|---|---|",
     ]

@@ -20,7 +20,9 @@ def test_gpu_check_tiny_mode_prints_every_section(cifar_root, tmp_path):
     assert set(report["device"]["matmul_tflops"]) >= {"bf16", "fp32"}
     pipelines = [r["pipeline"] for r in report["throughput"]]
     assert pipelines[0].startswith("baseline") and any(p.startswith("engine: bf16") for p in pipelines)
-    assert all(r["images_per_s"] > 0 and 0 < r["mfu"] < 1 for r in report["throughput"])
+    # MFU is against the matmul rate measured in the same run, not a hardware limit: on some CPUs the
+    # convolution kernels outrun a square torch.mm, so only its units are checked (a GFLOP/TFLOP slip is 1000x).
+    assert all(r["images_per_s"] > 0 and 0.01 < r["mfu"] < 5 for r in report["throughput"])
     assert [r["loss"] for r in report["real_run"]] == ["ce", "flsd53"]
     assert all(0 <= r["error"] <= 1 and r["epochs"] == 1 for r in report["real_run"])
     assert "resnet20" in report["projection"]["one_run_hours"]
