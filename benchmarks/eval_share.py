@@ -2,9 +2,10 @@
 
 Times, on this machine and in the engine's own settings (training in the measured precision, evaluation in
 float32 with the measured memory format), a training step and an evaluation forward pass of one network,
-per image, in interleaved rounds; then prints the share of an epoch that the evaluation passes take for the
-paper's protocol (45,000 training images, 5,000 validation images, ``dynamics_train_size`` un-augmented
-training images and ``dynamics_test_size`` test images per epoch), for a few choices of the dynamics sizes.
+per image, in interleaved rounds; then prints the share of an epoch that the evaluation passes take, averaged
+over epochs, for the paper's protocol (45,000 training images, 5,000 validation images every epoch, and
+``dynamics_train_size`` un-augmented training images plus ``dynamics_test_size`` test images every
+``dynamics_every`` epochs), for a few choices of the dynamics settings; the ``paper`` preset's is marked.
 
     python benchmarks/eval_share.py [--model resnet50] [--batch 32] [--rounds 3]
 """
@@ -13,15 +14,20 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import asdict
 
 import torch
 
+from focalcal.engine.config import TrainConfig
 from focalcal.engine.device import autocast, resolve_device
 from focalcal.engine.precision import eval_channels_last, resolve_precision
+from focalcal.experiments.presets import base
 from focalcal.losses import build_loss
 from focalcal.models import build_model
 
-TRAIN, VAL = 45_000, 5_000
+TRAIN, VAL, TEST = 45_000, 5_000, 10_000
+#: (dynamics_train_size, dynamics_test_size, dynamics_every); None: the whole test split, as in the config.
+CHOICES = ((2000, None, 1), (2000, None, 2), (2000, 2000, 1), (1000, 1000, 1), (0, 0, 1))
 
 
 def main() -> None:
@@ -85,11 +91,18 @@ def main() -> None:
         f"# seconds per image: training step {t_train * 1e3:.2f} ms, evaluation forward {t_eval * 1e3:.2f} ms "
         f"(ratio {t_train / t_eval:.2f})"
     )
-    print(f"{'dynamics_train_size':>20s} {'dynamics_test_size':>19s} {'eval images':>12s} {'share of epoch':>15s}")
-    for dyn_train, dyn_test in ((2000, 10_000), (2000, 2000), (1000, 1000), (0, 0)):
-        n_eval = VAL + dyn_train + dyn_test
+    paper = {**asdict(TrainConfig()), **base("paper")}
+    preset = (paper["dynamics_train_size"], paper["dynamics_test_size"], paper["dynamics_every"])
+    print(
+        f"{'dynamics_train_size':>20s} {'dynamics_test_size':>19s} {'dynamics_every':>15s} "
+        f"{'eval images/epoch':>18s} {'share':>7s}"
+    )
+    for dyn_train, dyn_test, every in CHOICES + ((preset,) if preset not in CHOICES else ()):
+        n_eval = VAL + (dyn_train + (TEST if dyn_test is None else dyn_test)) / every
         share = n_eval * t_eval / (TRAIN * t_train + n_eval * t_eval)
-        print(f"{dyn_train:20d} {dyn_test:19d} {n_eval:12d} {100 * share:14.1f}%")
+        mark = "  <- paper preset" if (dyn_train, dyn_test, every) == preset else ""
+        test = f"{TEST} (all)" if dyn_test is None else str(dyn_test)
+        print(f"{dyn_train:20d} {test:>19s} {every:15d} {n_eval:18.0f} {100 * share:6.1f}%{mark}")
 
 
 if __name__ == "__main__":

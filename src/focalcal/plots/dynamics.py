@@ -54,6 +54,15 @@ class Curves:
         y = np.asarray(y, dtype=float)
         return None if np.all(np.isnan(y)) else y
 
+    def points(self, key: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(epochs, values)`` of the epochs where ``key`` was logged, or ``None``: a column logged every
+        k-th epoch (``dynamics_every``) is drawn as one line through its points, not broken at each gap."""
+        y = self.get(key)
+        if y is None:
+            return None
+        logged = ~np.isnan(y)
+        return np.asarray(self.epochs)[logged], y[logged]
+
 
 def _colors(n: int) -> list:
     from matplotlib import colormaps
@@ -122,9 +131,9 @@ def nll_entropy_figure(
         drawn = False
         for c, color in zip(curves, colors):
             for suffix, ls, _ in _GROUPS:
-                y = c.get(f"{split}_{stat}{suffix}")
-                if y is not None:
-                    ax.plot(c.epochs, y, color=color, ls=ls, lw=1.8 if suffix == "" else 1.3, marker=_marker(c), ms=3)
+                xy = c.points(f"{split}_{stat}{suffix}")
+                if xy is not None:
+                    ax.plot(*xy, color=color, ls=ls, lw=1.8 if suffix == "" else 1.3, marker=_marker(c), ms=3)
                     drawn = True
         n = _subset_size(curves, split)
         ax.set_title(
@@ -160,9 +169,9 @@ def epoch_metric_figure(
     fig = _canvas(fig, (6, 4.2))
     ax = fig.subplots()
     for c, color in zip(curves, _colors(len(curves))):
-        y = c.get(key)
-        if y is not None:
-            ax.plot(c.epochs, y, color=color, lw=1.8, marker=_marker(c), ms=3, label=c.label)
+        xy = c.points(key)
+        if xy is not None:
+            ax.plot(*xy, color=color, lw=1.8, marker=_marker(c), ms=3, label=c.label)
     _style_epoch_axis(ax, curves)
     ax.set_ylabel(ylabel)
     if log_y:
