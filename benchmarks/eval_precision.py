@@ -1,8 +1,9 @@
 """Does bfloat16 inference change the per-epoch monitoring numbers? Trained models, both precisions, compared.
 
-For each run folder given, restores its trained model and computes, on the first ``--n`` test images, the
-numbers the engine logs every epoch (validation NLL / ECE / accuracy, and the dynamics passes' NLL and entropy
-split by correct / incorrect predictions) from float32 logits and from bfloat16-autocast logits; prints each
+For each run folder given, restores its trained model and computes, on ``--n`` test images (a seeded random
+subset, the same for every run), the numbers the engine logs every epoch (validation NLL / ECE / accuracy,
+and the dynamics passes' NLL and entropy split by correct / incorrect predictions) from float32 logits and
+from bfloat16-autocast logits; prints each
 difference, the largest over runs, and the two passes' times. The report, the calibrators and OOD scoring
 always use float32 logits; this measures whether the per-epoch passes may run in the training precision.
 
@@ -43,15 +44,18 @@ def main() -> None:
     print("# ECE and error in %, NLL and entropy in nats; delta = bf16 - fp32")
     print(f"{'run':44s} " + " ".join(f"{k:>17s}" for k in KEYS) + f" {'fp32 s':>7s} {'bf16 s':>7s}")
     worst = dict.fromkeys(KEYS, 0.0)
-    data_cache: dict[str, object] = {}
+    data_cache: dict[tuple, object] = {}
     t32 = t16 = 0.0
     for path in args.runs:
         run = load_run(path, device="cpu")
-        name = run.config.dataset
-        if name not in data_cache:
-            data_cache[name] = load_dataset(name)
-        data = data_cache[name]
-        images, labels = data.test_images[: args.n], data.test_labels[: args.n]
+        c = run.config
+        key = (c.dataset, c.data_dir, c.image_size)  # the data the run was trained on
+        if key not in data_cache:
+            data = load_dataset(c.dataset, c.data_dir, image_size=c.image_size)
+            # a seeded random subset: the test split is stored class by class, so its first n are few classes
+            pick = torch.randperm(len(data.test_labels), generator=torch.Generator().manual_seed(0))[: args.n]
+            data_cache[key] = data.test_images[pick], data.test_labels[pick]
+        images, labels = data_cache[key]
         loader = DeviceLoader(
             images,
             labels,
