@@ -141,11 +141,10 @@ def test_nll_entropy_figure_panels_units_and_data():
     ]
     assert all(a.get_xlabel() == "epoch" for a in axes)
     assert "n=200" in axes[1].get_title()
-    test_nll = [ln for ln in axes[1].get_lines() if len(ln.get_xdata()) in (4, 5)]
+    test_nll = [ln for ln in axes[1].get_lines() if len(ln.get_xdata()) == 5]
     assert len(test_nll) == 2 * 3  # runs x {all, correct, incorrect}
-    # the epoch where a column was not logged is left out, so the line joins its neighbours
-    np.testing.assert_array_equal(test_nll[2].get_xdata(), [1, 2, 4, 5])
-    np.testing.assert_array_equal(test_nll[2].get_ydata(), [1, 2, 4, 5])
+    # a group with no samples in an epoch of a pass (NaN) leaves a gap in the line
+    np.testing.assert_array_equal(test_nll[2].get_ydata(), curves[0].columns["test_nll_incorrect"])
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert {"CE", "focal (γ=3)", "correct", "incorrect", "lr drop"} <= set(legend)
 
@@ -166,16 +165,30 @@ def test_weight_norm_figure_and_sheet_render(tmp_path):
         weight_norm_figure([Curves("x", np.arange(1, 3), {}, ())])
 
 
-def test_a_column_logged_every_second_epoch_is_one_line_through_its_points():
+def _every_second_epoch(curves: Curves) -> Curves:
+    """The same run with its dynamics passes on epochs 2, 4 and the last only (``dynamics_every: 2``)."""
+    ran = np.isin(curves.epochs, [2, 4, 5])
+    cols = {
+        k: np.where(ran, v, np.nan) if k.startswith(("test_", "train_eval_")) else v for k, v in curves.columns.items()
+    }
+    return Curves(curves.label, curves.epochs, cols, curves.lr_drops)
+
+
+def test_dynamics_logged_every_second_epoch_are_lines_through_the_passes():
     from focalcal.plots import epoch_metric_figure
 
-    e = np.arange(1, 11)
-    nll = np.where(e % 2 == 0, 1.0 / e, np.nan)  # dynamics_every = 2
-    nll[-1] = 0.05  # and always at the last epoch
-    fig = epoch_metric_figure([Curves("CE", e, {"test_nll": nll}, ())], "test_nll", ylabel="NLL", title="t")
-    (line,) = fig.axes[0].get_lines()
-    np.testing.assert_array_equal(line.get_xdata(), [2, 4, 6, 8, 10])
-    np.testing.assert_allclose(line.get_ydata(), [0.5, 0.25, 1 / 6, 0.125, 0.05])
+    curves = [_every_second_epoch(_curves("CE", 0.0)), _every_second_epoch(_curves("FLSD-53", 0.5))]
+    fig = nll_entropy_figure(curves)
+    assert "n=200" in fig.axes[1].get_title()  # counted at the first epoch with a pass, not at epoch 1
+    lines = [ln for ln in fig.axes[1].get_lines() if len(ln.get_xdata()) == 3]
+    assert len(lines) == 2 * 3
+    np.testing.assert_array_equal(lines[0].get_xdata(), [2, 4, 5])
+    np.testing.assert_array_equal(lines[0].get_ydata(), [4.0, 8.0, 10.0])  # test_nll = offset + 2 * epoch
+    np.testing.assert_array_equal(lines[2].get_ydata(), [2.0, 4.0, 5.0])  # incorrect: NaN at epoch 3 not run
+    fig = epoch_metric_figure(curves, "test_nll", ylabel="NLL", title="t")
+    np.testing.assert_array_equal(fig.axes[0].get_lines()[0].get_xdata(), [2, 4, 5])
+    fig = epoch_metric_figure(curves, "fc_weight_norm", ylabel="norm", title="t")  # logged every epoch
+    np.testing.assert_array_equal(fig.axes[0].get_lines()[0].get_xdata(), [1, 2, 3, 4, 5])
 
 
 def test_write_csv_blank_cells_for_missing_values(tmp_path):

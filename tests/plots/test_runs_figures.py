@@ -214,3 +214,16 @@ def test_plot_errors_are_one_line_and_say_what_to_do(trained, tmp_path, capsys):
     assert main(["plot", "nll-entropy", str(no_test), "--out", str(tmp_path)]) == 2
     assert "--dynamics-test" in capsys.readouterr().err
     assert main(["plot", "weight-norm", str(no_test), "--out", str(tmp_path)]) == 0
+
+
+def test_a_run_with_dynamics_every_2_plots_every_figure(train_args, tmp_path):
+    """The paper preset logs the dynamics passes every 2nd epoch (and the last): the figures use those epochs."""
+    run = tmp_path / "run"
+    assert main(train_args(run, epochs="3", dynamics_every="2")) == 0
+    logged = [r["epoch"] for r in _log(run) if r.get("test_nll") is not None]
+    assert logged == [2, 3]
+    assert main(["plot", "all", str(run), "--out", str(tmp_path / "fig")]) == 0
+    for stem in ("nll_entropy", "test_nll", "weight_norm", "sheet"):
+        _nonempty(tmp_path / "fig" / f"{stem}.png", b"\x89PNG")
+    rows = [r for r in _read_csv(tmp_path / "fig" / "test_nll.csv") if r["test_nll"]]
+    assert [int(r["epoch"]) for r in rows] == [2, 3]

@@ -166,7 +166,16 @@ def run_demo(
         Curves(
             r.label,
             r.epochs,
-            {k: r.column(k) for k in ("test_nll", "test_entropy_incorrect", "train_eval_accuracy")},
+            {
+                k: r.column(k)
+                for k in (
+                    "test_nll",
+                    "test_entropy_incorrect",
+                    "train_eval_accuracy",
+                    "test_n_correct",  # which epochs had a dynamics pass
+                    "train_eval_n_correct",
+                )
+            },
             tuple(r.lr_drops()),
         )
         for r in runs

@@ -55,13 +55,21 @@ class Curves:
         return None if np.all(np.isnan(y)) else y
 
     def points(self, key: str) -> tuple[np.ndarray, np.ndarray] | None:
-        """``(epochs, values)`` of the epochs where ``key`` was logged, or ``None``: a column logged every
-        k-th epoch (``dynamics_every``) is drawn as one line through its points, not broken at each gap."""
+        """``(epochs, values)`` of ``key`` over the epochs whose pass ran, or ``None`` when never logged.
+
+        The dynamics passes run every ``dynamics_every`` epochs: for a ``train_eval_*`` or ``test_*`` column the
+        epochs without that pass (no ``{split}_n_correct``) are left out, so the line runs through the passes'
+        points. A NaN within a pass (a group with no samples) stays, and leaves a gap.
+        """
         y = self.get(key)
         if y is None:
             return None
-        logged = ~np.isnan(y)
-        return np.asarray(self.epochs)[logged], y[logged]
+        ran = ~np.isnan(y)
+        for split, _ in _SPLITS:
+            count = self.get(f"{split}_n_correct")
+            if key.startswith(f"{split}_") and count is not None and len(count) == len(y):
+                ran = ~np.isnan(count)
+        return np.asarray(self.epochs)[ran], y[ran]
 
 
 def _colors(n: int) -> list:
@@ -96,7 +104,9 @@ def _subset_size(curves: Sequence[Curves], split: str) -> int | None:
     for c in curves:
         a, b = c.get(f"{split}_n_correct"), c.get(f"{split}_n_incorrect")
         if a is not None and b is not None:
-            return int(a[0] + b[0])
+            logged = np.flatnonzero(~np.isnan(a + b))  # the first epoch with a dynamics pass
+            if len(logged):
+                return int(a[logged[0]] + b[logged[0]])
     return None
 
 
