@@ -11,7 +11,9 @@ Prints (and writes, with ``--out``, as ``gpu_check.md`` / ``gpu_check.json``) on
 4. a short real run on full CIFAR-10 (CE and FLSD-53, ResNet-50, as many epochs as fit ``--run-seconds``
    each): test error and ECE before / after temperature scaling;
 5. from the measured rates: the projected wall time of one 350-epoch ResNet-50 run and of the paper's whole
-   CIFAR-10 table (4 networks x 6 losses x 350 epochs), stated as projections.
+   CIFAR-10 table (4 networks x 6 losses x 350 epochs), stated as projections;
+6. the share of a ResNet-50 epoch that evaluation takes (``benchmarks/eval_share.py``), with the dynamics
+   passes every epoch and as the ``paper`` preset sets them.
 
 ``--tiny`` runs the same code on the CPU in under a minute (ResNet-20, a few steps, 256 images): CI runs
 it so that the script never rots.
@@ -33,10 +35,11 @@ import time
 from pathlib import Path
 
 import torch
+from eval_share import measure, shares  # beside it
 from train_throughput import baseline_timer, engine_timer, flops_per_image, get_data, matmul_rate  # beside it
 
 from focalcal.data import DataError
-from focalcal.engine.device import resolve_device
+from focalcal.engine.device import default_eval_batch, resolve_device
 
 PAPER_MODELS = ("resnet50", "resnet110_paper", "wrn26_10", "densenet121")
 PAPER_EPOCHS, PAPER_TRAIN, PAPER_LOSSES = 350, 45_000, 6
@@ -191,6 +194,13 @@ def section_real_run(device: torch.device, model: str, seconds: float, epoch_sec
     return out
 
 
+def section_eval_share(device: torch.device, tiny: bool) -> dict:
+    """Evaluation's share of an epoch, measured as the engine runs both passes (see eval_share.py)."""
+    model, batch, rounds = ("resnet20", 16, 1) if tiny else ("resnet50", 128, 3)
+    m = measure(model, device, batch=batch, eval_batch=default_eval_batch(device), rounds=rounds)
+    return {**m, "shares": shares(m["train_s_per_image"], m["eval_s_per_image"])}
+
+
 def projection(rows: list[dict]) -> dict:
     """Wall time of 350 epochs of 45,000 images at the best measured engine rate of each network (training
     steps only: evaluation adds its share on top)."""
@@ -254,6 +264,16 @@ def markdown(report: dict) -> str:
             else ""
         ),
     ]
+    e = report["eval_share"]
+    every = {
+        r["dynamics_every"]: r for r in e["shares"] if r["dynamics_train_size"] and r["dynamics_test_size"] is None
+    }
+    preset = next(r for r in e["shares"] if r["preset"])
+    lines.append(
+        f"\nEvaluation share of a {e['model']} epoch (training {e['training']}, evaluation {e['evaluation']}): "
+        f"{100 * every[1]['share']:.1f}% with the dynamics passes every epoch, {100 * preset['share']:.1f}% as the "
+        f"paper preset runs them (every {preset['dynamics_every']})"
+    )
     lines.append(f"\nTotal time of this check: {report['seconds']:.0f} s")
     return "\n".join(lines)
 
@@ -294,6 +314,7 @@ def main() -> int:
     )
     report["real_run"] = section_real_run(device, run_model, args.run_seconds, 1.25 * PAPER_TRAIN / rate, args.tiny)
     report["projection"] = projection(report["throughput"])
+    report["eval_share"] = section_eval_share(device, args.tiny)
     report["seconds"] = time.perf_counter() - t0
     text = markdown(report)
     print(text)

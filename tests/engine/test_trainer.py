@@ -159,3 +159,19 @@ def test_bad_config_values_are_named():
         TrainConfig(epochs="ten").validate()
     with pytest.raises(ValueError, match="milestones"):
         TrainConfig(epochs=10, milestones=[5, 12]).validate()
+
+
+def test_evaluation_batch_defaults_per_device_and_a_set_value_wins(tiny, tmp_path):
+    from focalcal.engine.device import default_eval_batch
+
+    assert default_eval_batch(torch.device("cpu")) == 64 and default_eval_batch(torch.device("cuda", 0)) == 1024
+    assert TrainConfig().eval_batch_size is None
+    t = Trainer(_config(epochs=1), tmp_path / "a", data=tiny, progress=False)
+    assert t.eval_batch == 64
+    assert {t.val_loader.batch_size, t.test_loader.batch_size, t.dyn_train_loader.batch_size} == {64}
+    t = Trainer(_config(epochs=1, eval_batch_size=16), tmp_path / "b", data=tiny, progress=False)
+    assert {t.val_loader.batch_size, t.test_loader.batch_size, t.dyn_train_loader.batch_size} == {16}
+    with pytest.raises(ValueError, match="eval_batch_size must be >= 1, or null"):
+        TrainConfig(eval_batch_size=0).validate()
+    with pytest.raises(ValueError, match="eval_batch_size must be a whole number, or null"):
+        TrainConfig(eval_batch_size="big").validate()

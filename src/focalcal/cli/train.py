@@ -125,14 +125,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument(
         "--dynamics-train-size",
         type=int,
-        help="un-augmented train images evaluated each epoch for the dynamics log (0: off)",
+        help="un-augmented train images of each dynamics pass (0: off)",
     )
     t.add_argument(
         "--dynamics-test-size",
         type=int,
-        help="test images evaluated each epoch for the dynamics log (default all; 0: off)",
+        help="test images of each dynamics pass (default all; 0: off)",
     )
-    t.add_argument("--dynamics-every", type=int, help="evaluate the dynamics every N epochs (default 1)")
+    t.add_argument(
+        "--dynamics-every",
+        type=int,
+        help="run the dynamics passes every N epochs and at the last (default 1; the paper preset: 2)",
+    )
     t.add_argument("--out", required=True, help="run folder to write")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     t.add_argument("--overwrite", action="store_true", help="replace a run already in --out")

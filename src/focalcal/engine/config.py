@@ -58,7 +58,8 @@ class TrainConfig:
 
     Runtime keys (:data:`RUNTIME_KEYS`, free to change on resume): ``device``, ``data_dir``, ``amp`` and
     ``channels_last`` (None: chosen for the machine, see :mod:`focalcal.engine.precision`), ``compile``,
-    ``eval_batch_size``, and the per-epoch training-dynamics passes: ``dynamics_train_size`` un-augmented
+    ``eval_batch_size`` (None: :func:`~focalcal.engine.device.default_eval_batch`, 1024 on CUDA and 64 on a
+    CPU), and the per-epoch training-dynamics passes: ``dynamics_train_size`` un-augmented
     train images (0: off), ``dynamics_test_size`` test images (None: the whole test split, 0: off),
     every ``dynamics_every`` epochs (and always at the last epoch).
     """
@@ -92,7 +93,7 @@ class TrainConfig:
     amp: bool | None = None
     channels_last: bool | None = None
     compile: bool = False
-    eval_batch_size: int = 1024
+    eval_batch_size: int | None = None
     dynamics_train_size: int = 2000
     dynamics_test_size: int | None = None
     dynamics_every: int = 1
@@ -142,6 +143,10 @@ class TrainConfig:
             problems.append(f"bin_closed must be one of {', '.join(BIN_CLOSED)} (got {self.bin_closed!r})")
         if self.ts_method not in TS_METHODS:
             problems.append(f"ts_method must be one of {', '.join(TS_METHODS)} (got {self.ts_method!r})")
+        if self.eval_batch_size is not None and self.eval_batch_size < 1:
+            problems.append(
+                f"eval_batch_size must be >= 1, or null for the device's default (got {self.eval_batch_size})"
+            )
         if self.dynamics_every < 1:
             problems.append(f"dynamics_every must be >= 1 (got {self.dynamics_every})")
         if self.dynamics_test_size is not None and self.dynamics_test_size < 0:
@@ -176,7 +181,6 @@ class TrainConfig:
             "seed",
             "split_seed",
             "n_bins",
-            "eval_batch_size",
             "dynamics_train_size",
             "dynamics_every",
         )
@@ -184,6 +188,12 @@ class TrainConfig:
             f"{k} must be a number (got {getattr(self, k)!r})"
             for k in numeric
             if isinstance(getattr(self, k), bool) or not isinstance(getattr(self, k), (int, float))
+        ]
+        out += [
+            f"{k} must be a whole number, or null (got {getattr(self, k)!r})"
+            for k in ("eval_batch_size", "dynamics_test_size", "image_size")
+            if getattr(self, k) is not None
+            and (isinstance(getattr(self, k), bool) or not isinstance(getattr(self, k), int))
         ]
         if out:
             raise ConfigError("invalid training configuration: " + "; ".join(out))

@@ -19,7 +19,7 @@ from ..data import DataSplits, DeviceLoader
 from ..metrics import calibration_summary, reliability_bins
 from ..models import build_model
 from .config import TrainConfig
-from .device import resolve_device
+from .device import default_eval_batch, resolve_device
 from .distributed import DistInfo, init_from_env
 from .precision import eval_channels_last
 from .runfolder import RunFolder
@@ -73,10 +73,16 @@ def load_run(run_dir: str | Path | RunFolder, *, device: str = "auto") -> Loaded
 
 
 def run_logits(
-    run: LoadedRun, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1024, dist: DistInfo | None = None
+    run: LoadedRun,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int | None = None,
+    dist: DistInfo | None = None,
 ) -> torch.Tensor:
-    """Logits ``[N, K]`` (float32, CPU) of the run's model on uint8 ``images``, normalised as in training."""
+    """Logits ``[N, K]`` (float32, CPU) of the run's model on uint8 ``images``, normalised as in training, in
+    batches of ``batch_size`` (default: the run's ``eval_batch_size``, else the device's default)."""
     cl = eval_channels_last(run.device, run.model, tuple(images.shape[1:]))
+    batch_size = batch_size or run.config.eval_batch_size or default_eval_batch(run.device)
     loader = DeviceLoader(
         images, labels, batch_size=batch_size, mean=run.mean, std=run.std, device=run.device, channels_last=cl
     )

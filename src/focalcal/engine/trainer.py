@@ -27,7 +27,7 @@ from ..losses import build_loss
 from ..metrics import calibration_summary
 from ..models import build_model, last_linear
 from .config import TrainConfig
-from .device import autocast, exact_float32, resolve_device
+from .device import autocast, default_eval_batch, exact_float32, resolve_device
 from .distributed import (
     DistInfo,
     all_ranks_true,
@@ -172,11 +172,12 @@ class Trainer:
             shuffle=True,
             augment=config.augment,
         )
-        self.val_loader = mk(d.val_images, d.val_labels, config.eval_batch_size)
-        self.test_loader = mk(d.test_images, d.test_labels, config.eval_batch_size)
+        self.eval_batch = config.eval_batch_size or default_eval_batch(self.device)
+        self.val_loader = mk(d.val_images, d.val_labels, self.eval_batch)
+        self.test_loader = mk(d.test_images, d.test_labels, self.eval_batch)
         n_dyn = min(config.dynamics_train_size, d.train_images.shape[0])
         self.dyn_train_loader = (
-            mk(d.train_images[:n_dyn], d.train_labels[:n_dyn], config.eval_batch_size) if n_dyn > 0 else None
+            mk(d.train_images[:n_dyn], d.train_labels[:n_dyn], self.eval_batch) if n_dyn > 0 else None
         )
         self.dyn_test_loader = self._dynamics_test_loader()
 
@@ -208,7 +209,7 @@ class Trainer:
             return self.test_loader
         g = torch.Generator().manual_seed(self.config.split_seed)
         idx = torch.randperm(n, generator=g)[:size].sort().values
-        return self._loader(d.test_images[idx], d.test_labels[idx], self.config.eval_batch_size)
+        return self._loader(d.test_images[idx], d.test_labels[idx], self.eval_batch)
 
     def _maybe_compile(self, model: torch.nn.Module) -> torch.nn.Module:
         self.compiled = False
