@@ -25,6 +25,7 @@ def test_gpu_check_tiny_mode_prints_every_section(cifar_root, tmp_path):
     # MFU is against the matmul rate measured in the same run, not a hardware limit (CI's CPU ran convolutions
     # faster than a square torch.mm): its arithmetic and units are checked, not its size
     peaks = report["device"]["matmul_tflops"]
+    assert all(1e-3 < v < 1e4 for v in peaks.values())  # TFLOP/s: a 2-core CPU ~0.2, a current GPU ~1000
     for r in report["throughput"]:
         peak = peaks["bf16" if "bf16" in r["pipeline"] else "fp32"] * 1e12
         assert r["images_per_s"] > 0
@@ -37,7 +38,10 @@ def test_gpu_check_tiny_mode_prints_every_section(cifar_root, tmp_path):
     e = report["eval_share"]
     assert e["model"] == "resnet20" and e["train_s_per_image"] > 0 and e["eval_s_per_image"] > 0
     by_every = {r["dynamics_every"]: r["share"] for r in e["shares"] if r["dynamics_test_size"] is None}
-    assert 0 < by_every[2] < by_every[1] < 1  # the same passes, half as often
+    tt, te = e["train_s_per_image"], e["eval_s_per_image"]  # by hand: 45,000 training images per epoch,
+    for every, n_eval in ((1, 5000 + 2000 + 10000), (2, 5000 + (2000 + 10000) / 2)):  # 5,000 val every epoch
+        assert by_every[every] == pytest.approx(n_eval * te / (45000 * tt + n_eval * te))
+    assert [r["dynamics_every"] for r in e["shares"] if r["preset"]] == [2]  # the paper preset's choice
     md = (tmp_path / "gpu_check.md").read_text()
     assert "| resnet20 | baseline" in md and "CUDA-only tests: no CUDA device" in md
     assert "Evaluation share of a resnet20 epoch" in md

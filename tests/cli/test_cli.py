@@ -160,3 +160,41 @@ def test_plot_all_draws_what_it_can_and_names_what_it_skips(train_args, tmp_path
     assert {"g.png", "weight_norm.png", "reliability.png"} <= drawn
     assert "test_nll.png" not in drawn and "nll_entropy.png" not in drawn
     assert "skipped test-nll:" in err and "skipped nll-entropy:" in err and "dynamics-test" in err
+
+
+def test_evaluation_batch_comes_from_the_flag_then_the_run_then_the_device(train_args, tmp_path, monkeypatch):
+    """Speed and memory only: the numbers are the same at any batch; an old run's stored 1024 is kept on resume
+    and by evaluate/ood unless --eval-batch says otherwise."""
+    import importlib
+
+    ev = importlib.import_module("focalcal.engine.evaluate")  # the module, not the function of that name
+    seen = []
+    real = ev.DeviceLoader
+
+    def spy(*args, **kw):
+        seen.append(kw["batch_size"])
+        return real(*args, **kw)
+
+    run = tmp_path / "r"
+    assert main([*train_args(run, dynamics_train_size="0", dynamics_test_size="0"), "--no-eval"]) == 0
+    sessions = json.loads((run / "provenance.json").read_text())["sessions"]
+    assert sessions[-1]["eval_batch"] == 64  # null in config.json -> the CPU default, recorded
+    monkeypatch.setattr(ev, "DeviceLoader", spy)
+    assert main(["evaluate", str(run)]) == 0
+    assert set(seen) == {64}
+    first = json.loads((run / "report.json").read_text())["test"]["before"]
+    seen.clear()
+    assert main(["evaluate", str(run), "--eval-batch", "16"]) == 0
+    assert set(seen) == {16}
+    again = json.loads((run / "report.json").read_text())["test"]["before"]
+    assert again["error"] == first["error"] and again["nll"] == pytest.approx(first["nll"], abs=1e-5)
+    # a run that stored a batch (as every run made before the per-device default stored 1024) keeps it
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "eval_batch_size": 1024}))
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    state["epoch"] = 1  # as if killed after epoch 1
+    torch.save(state, run / "checkpoints" / "last.pt")
+    monkeypatch.setattr(ev, "DeviceLoader", real)
+    assert main(["train", "--out", str(run), "--resume", "--no-progress", "--no-eval"]) == 0
+    sessions = json.loads((run / "provenance.json").read_text())["sessions"]
+    assert sessions[-1]["eval_batch"] == 1024

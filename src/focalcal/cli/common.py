@@ -25,6 +25,15 @@ def add_data_args(p: argparse.ArgumentParser, *, device: bool = True) -> None:
         p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N")
 
 
+def add_eval_batch_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--eval-batch",
+        type=positive_int,
+        help="inference batch (default: the run's eval_batch_size, else 64 on a CPU and 1024 on CUDA; "
+        "speed and memory only)",
+    )
+
+
 def count_or_fraction(text: str) -> int | float:
     """``"5000"`` -> 5000 (images); ``"0.1"`` -> 0.1 (a fraction in (0, 1)); ``"1.0"`` is ambiguous: refused."""
     try:

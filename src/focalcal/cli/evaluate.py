@@ -7,7 +7,7 @@ import contextlib
 
 from ..engine import RunFolder, evaluate_run, write_evaluation
 from ..engine.distributed import is_main_process
-from .common import add_data_args, echo, positive_int
+from .common import add_data_args, add_eval_batch_arg, echo, positive_int
 from .train import print_summary
 
 
@@ -24,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the main temperature: fitted by validation NLL or the paper's ECE grid (default: the run's)",
     )
     add_data_args(e)
+    add_eval_batch_arg(e)
     e.set_defaults(func=run)
 
 
@@ -38,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
             bin_closed=args.bin_closed,
             data_dir=args.data_dir,
             device=args.device or "auto",
+            eval_batch_size=args.eval_batch,
             echo=echo if main_rank else None,
         )
         if main_rank:

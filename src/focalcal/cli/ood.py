@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from ..data.ood import describe_ood_sets
 from ..engine import RunFolder, score_run, write_ood
 from ..metrics.ood import SCORES
-from .common import add_data_args, positive_int
+from .common import add_data_args, add_eval_batch_arg, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -50,6 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the corruption noise and of subsets (default 0)")
     p.add_argument("--download", action="store_true", help="let torchvision download missing data sets")
     add_data_args(p)
+    add_eval_batch_arg(p)
     p.set_defaults(func=run)
 
 
@@ -61,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
             args.ood,
             data_dir=args.data_dir,
             device=args.device or "auto",
+            eval_batch_size=args.eval_batch,
             n_bins=args.n_bins,
             ts_method=args.ts_method,
             seed=args.seed,

@@ -7,6 +7,7 @@ metric is computed, so a metric always sees every sample exactly once.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,14 @@ def load_run(run_dir: str | Path | RunFolder, *, device: str = "auto") -> Loaded
     )
 
 
+def with_eval_batch(run: LoadedRun, eval_batch_size: int | None) -> LoadedRun:
+    """``run`` evaluating in batches of ``eval_batch_size`` (``None``: as the run says, else the device's
+    default; runs made before the per-device default hold 1024)."""
+    if eval_batch_size is None:
+        return run
+    return dataclasses.replace(run, config=run.config.replace(eval_batch_size=eval_batch_size))
+
+
 def run_logits(
     run: LoadedRun,
     images: torch.Tensor,
@@ -82,7 +91,8 @@ def run_logits(
     """Logits ``[N, K]`` (float32, CPU) of the run's model on uint8 ``images``, normalised as in training, in
     batches of ``batch_size`` (default: the run's ``eval_batch_size``, else the device's default)."""
     cl = eval_channels_last(run.device, run.model, tuple(images.shape[1:]))
-    batch_size = batch_size or run.config.eval_batch_size or default_eval_batch(run.device)
+    if batch_size is None:
+        batch_size = run.config.eval_batch_size or default_eval_batch(run.device)
     loader = DeviceLoader(
         images, labels, batch_size=batch_size, mean=run.mean, std=run.std, device=run.device, channels_last=cl
     )
@@ -178,8 +188,10 @@ def evaluate_run(
     device: str = "auto",
     data: DataSplits | None = None,
     echo: Callable[[str], None] | None = None,
+    eval_batch_size: int | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Load a run and evaluate it (see :func:`evaluate`); ``data_dir`` overrides the run's data location.
+    """Load a run and evaluate it (see :func:`evaluate`); ``data_dir`` overrides the run's data location and
+    ``eval_batch_size`` its evaluation batch (speed and memory only: the numbers do not depend on it).
 
     Under ``torchrun`` every rank must call it (each computes its shard); every rank gets the report.
     """
@@ -187,7 +199,7 @@ def evaluate_run(
     dist = init_from_env(dev.type)
     if dist.enabled and dev.type == "cuda":  # one GPU per process, as in training
         dev = torch.device("cuda", dist.local_rank)
-    run = load_run(run_dir, device=str(dev))
+    run = with_eval_batch(load_run(run_dir, device=str(dev)), eval_batch_size)
     if run.note and echo:
         echo(f"note: {run.note}")
     if data is None:

@@ -32,7 +32,7 @@ from ..data import DATASET_FACTS
 from ..data.ood import check_disjoint, load_ood_sets
 from ..errors import CheckpointError, InputError
 from ..metrics.ood import SCORES, ood_metrics, ood_roc_curve, ood_scores
-from .evaluate import LoadedRun, load_run, run_logits, summary
+from .evaluate import LoadedRun, load_run, run_logits, summary, with_eval_batch
 from .runfolder import RunFolder
 from .trainer import prepare_data
 
@@ -94,6 +94,7 @@ def score_run(
     download: bool = False,
     scores: Sequence[str] = SCORES,
     echo: Callable[[str], None] | None = None,
+    eval_batch_size: int | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """OOD detection and calibration-under-shift numbers of one run (see the module docstring).
 
@@ -110,6 +111,7 @@ def score_run(
         download: let torchvision download missing data.
         scores: OOD scores to compute (subset of ``entropy``, ``msp``, ``energy``).
         echo: called with one progress line per set (``None``: silent).
+        eval_batch_size: inference batch (default: the run's, else the device's default; speed only).
 
     Returns:
         ``(report, arrays)``: ``report`` is JSON-able (fractions; the structure of ``ood.json``, with each
@@ -128,7 +130,7 @@ def score_run(
     if unknown or not scores:
         raise InputError(f"unknown or no OOD scores {unknown}; choose from {', '.join(SCORES)}")
     folder = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
-    run = load_run(folder, device=device)
+    run = with_eval_batch(load_run(folder, device=device), eval_batch_size)
     if run.note:
         say(f"note: {run.note}")
     config = run.config if data_dir is None else run.config.replace(data_dir=data_dir)

@@ -323,6 +323,7 @@ class Trainer:
                         self.device,
                         world_size=self.dist.world_size,
                         batch_per_process=self.config.batch_size // self.dist.world_size,
+                        eval_batch=self.eval_batch,
                         resumed_after_epoch=start,
                         precision={
                             "amp": self.amp,
