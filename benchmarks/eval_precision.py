@@ -19,7 +19,7 @@ import torch
 
 from focalcal.data import load_dataset
 from focalcal.data.loader import DeviceLoader
-from focalcal.engine.device import cpu_has_native_bf16, default_eval_batch
+from focalcal.engine.device import cpu_has_native_bf16
 from focalcal.engine.dynamics import split_nll_entropy
 from focalcal.engine.evaluate import load_run
 from focalcal.engine.precision import eval_channels_last
@@ -59,7 +59,7 @@ def main() -> None:
         loader = DeviceLoader(
             images,
             labels,
-            batch_size=run.config.eval_batch_size or default_eval_batch(run.device),
+            batch_size=run.config.resolved_eval_batch(run.device),
             mean=run.mean,
             std=run.std,
             device=run.device,

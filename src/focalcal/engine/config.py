@@ -19,8 +19,11 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 from ..errors import ConfigError
 from ..validation import BIN_CLOSED
+from .device import default_eval_batch
 
 PAPER_EPOCHS = 350
 PAPER_MILESTONES = (150, 250)
@@ -58,7 +61,7 @@ class TrainConfig:
 
     Runtime keys (:data:`RUNTIME_KEYS`, free to change on resume): ``device``, ``data_dir``, ``amp`` and
     ``channels_last`` (None: chosen for the machine, see :mod:`focalcal.engine.precision`), ``compile``,
-    ``eval_batch_size`` (None: :func:`~focalcal.engine.device.default_eval_batch`, 1024 on CUDA and 64 on a
+    ``eval_batch_size`` (None: :meth:`resolved_eval_batch`, 1024 on CUDA and 64 on a
     CPU), and the per-epoch training-dynamics passes: ``dynamics_train_size`` un-augmented
     train images (0: off), ``dynamics_test_size`` test images (None: the whole test split, 0: off),
     every ``dynamics_every`` epochs (and always at the last epoch).
@@ -102,6 +105,10 @@ class TrainConfig:
         if self.milestones is not None:
             return sorted(int(m) for m in self.milestones)
         return [max(1, round(m * self.epochs / PAPER_EPOCHS)) for m in PAPER_MILESTONES]
+
+    def resolved_eval_batch(self, device: torch.device) -> int:
+        """The evaluation batch on ``device``: ``eval_batch_size``, else the device's default (speed only)."""
+        return self.eval_batch_size or default_eval_batch(device)
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with ``changes`` applied (e.g. a run's config with another ``data_dir``)."""
@@ -189,12 +196,10 @@ class TrainConfig:
             for k in numeric
             if isinstance(getattr(self, k), bool) or not isinstance(getattr(self, k), (int, float))
         ]
-        out += [
-            f"{k} must be a whole number, or null (got {getattr(self, k)!r})"
-            for k in ("eval_batch_size", "dynamics_test_size", "image_size")
-            if getattr(self, k) is not None
-            and (isinstance(getattr(self, k), bool) or not isinstance(getattr(self, k), int))
-        ]
+        for k in ("eval_batch_size", "dynamics_test_size", "image_size"):
+            v = getattr(self, k)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+                out.append(f"{k} must be a whole number, or null (got {v!r})")
         if out:
             raise ConfigError("invalid training configuration: " + "; ".join(out))
 

@@ -20,7 +20,7 @@ from ..data import DataSplits, DeviceLoader
 from ..metrics import calibration_summary, reliability_bins
 from ..models import build_model
 from .config import TrainConfig
-from .device import default_eval_batch, resolve_device
+from .device import resolve_device
 from .distributed import DistInfo, init_from_env
 from .precision import eval_channels_last
 from .runfolder import RunFolder
@@ -92,7 +92,7 @@ def run_logits(
     batches of ``batch_size`` (default: the run's ``eval_batch_size``, else the device's default)."""
     cl = eval_channels_last(run.device, run.model, tuple(images.shape[1:]))
     if batch_size is None:
-        batch_size = run.config.eval_batch_size or default_eval_batch(run.device)
+        batch_size = run.config.resolved_eval_batch(run.device)
     loader = DeviceLoader(
         images, labels, batch_size=batch_size, mean=run.mean, std=run.std, device=run.device, channels_last=cl
     )

@@ -27,7 +27,7 @@ from ..losses import build_loss
 from ..metrics import calibration_summary
 from ..models import build_model, last_linear
 from .config import TrainConfig
-from .device import autocast, default_eval_batch, exact_float32, resolve_device
+from .device import autocast, exact_float32, resolve_device
 from .distributed import (
     DistInfo,
     all_ranks_true,
@@ -172,7 +172,7 @@ class Trainer:
             shuffle=True,
             augment=config.augment,
         )
-        self.eval_batch = config.eval_batch_size or default_eval_batch(self.device)
+        self.eval_batch = config.resolved_eval_batch(self.device)
         self.val_loader = mk(d.val_images, d.val_labels, self.eval_batch)
         self.test_loader = mk(d.test_images, d.test_labels, self.eval_batch)
         n_dyn = min(config.dynamics_train_size, d.train_images.shape[0])
