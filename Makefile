@@ -33,7 +33,7 @@ test: setup
 # The paper's claims at CPU scale (docs/claims/claims.md): 27 runs, about 2 hours on 2 CPU cores; resumable.
 claims: setup
 	$(BIN)/focalcal sweep cpu --seeds 1-3 --out runs/cpu
-	$(BIN)/focalcal claims runs/cpu --out docs/claims
+	$(BIN)/focalcal claims runs/cpu --out docs/claims --overwrite
 
 # Everything focalcal needs to know about a GPU, in at most ~8 minutes (README, Speed).
 gpu-check: setup

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -20,6 +21,7 @@ import torch
 from .errors import DiskFullError
 
 TMP_SUFFIX = ".tmp"
+_TEMP_NAME = re.compile(r"\..+\.[A-Za-z0-9_]+" + re.escape(TMP_SUFFIX))
 _UMASK = os.umask(0o022)  # read once at import (setting it is the only way to read it), then restored
 os.umask(_UMASK)
 
@@ -97,14 +99,22 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     atomic_write_bytes(path, lambda f: torch.save(obj, f))
 
 
+def is_temp_file(name: str) -> bool:
+    """Whether ``name`` has the form of a temporary file of :func:`atomic_write_bytes`: ``.NAME.XXXXXXXX.tmp``
+    (a leading dot, the target's name, a random token of letters, digits or ``_``), not merely a name ending
+    in ``.tmp`` such as ``.notes.tmp``."""
+    return _TEMP_NAME.fullmatch(name) is not None
+
+
 def remove_temp_files(folder: str | os.PathLike) -> list[Path]:
-    """Delete the temporary files that interrupted atomic writes left in ``folder`` (not recursive).
+    """Delete the temporary files that interrupted atomic writes left in ``folder`` (not recursive): only
+    names of the form :func:`is_temp_file` accepts, so a user's own ``.notes.tmp`` stays.
 
     Only call this while no other process writes into ``folder`` (a run folder's lock guarantees it).
     """
     removed = []
     for p in Path(folder).glob(f".*{TMP_SUFFIX}"):
-        if p.is_file():
+        if p.is_file() and not p.is_symlink() and is_temp_file(p.name):
             p.unlink(missing_ok=True)
             removed.append(p)
     return removed

@@ -28,6 +28,10 @@ class DataError(FocalcalError):
     """Data is missing, unreadable, or not what its name says (class count, image counts, image size)."""
 
 
+class DownloadError(DataError):
+    """Downloading a data set failed (no network, a bad checksum); the message says where to put its files by hand."""
+
+
 class RunFolderError(FocalcalError):
     """A run folder cannot be used as asked."""
 

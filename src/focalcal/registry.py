@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import inspect
 import string
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +46,18 @@ def signature_defaults(factory: Callable[..., Any]) -> dict[str, Any]:
     except (TypeError, ValueError):
         return {}
     return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+
+
+def _call_defaults(factory: Callable[..., Any]) -> dict[str, Any]:
+    """Keyword defaults a call of ``factory`` uses: for a class, those of every ``__init__`` of its bases too
+    (options passed on through ``**kwargs``), the most derived winning."""
+    if not isinstance(factory, type):
+        return signature_defaults(factory)
+    out: dict[str, Any] = {}
+    for cls in reversed(factory.__mro__):
+        if "__init__" in vars(cls) and cls is not object:
+            out.update(signature_defaults(cls.__init__))
+    return out
 
 
 @dataclass(frozen=True)
@@ -155,6 +167,10 @@ class Registry:
             return False
         return True
 
+    def __iter__(self) -> Iterator[str]:
+        """The registered names, sorted (as :meth:`names`)."""
+        return iter(self.names())
+
     def entries(self) -> Iterable[Entry]:
         return (self._entries[k] for k in self.names())
 
@@ -192,6 +208,25 @@ class Registry:
             except (TypeError, ValueError) as exc:
                 raise InputError(f"option {key}={value!r} of {self.kind} {name!r} is invalid: {exc}") from None
         return out
+
+    def identity(self, name: str, options: Mapping[str, Any] | None = None, *, ignore: Iterable[str] = ()) -> dict:
+        """What ``build(name, **options)`` makes, whatever the spelling: the factory and every keyword argument
+        it gets (its defaults, the entry's fixed options, the converted ``options``), less the ``ignore`` ones.
+
+        An alias is an entry with fixed options, so ``fl2`` and ``focal`` with ``gamma="2"`` or ``gamma=2.0``
+        have one identity: ``{"factory": "focalcal.losses.focal.FocalLoss", "options": {"gamma": 2.0, ...}}``.
+
+        Raises:
+            InputError: unknown name, unknown option, or an option value its converter rejects.
+        """
+        entry = self.entry(name)
+        typed = self.convert_options(name, options or {})
+        kwargs = {**_call_defaults(entry.factory), **entry.meta.get("defaults", {}), **entry.fixed, **typed}
+        for key in ignore:
+            kwargs.pop(key, None)
+        qualname = getattr(entry.factory, "__qualname__", None)
+        factory = f"{entry.factory.__module__}.{qualname}" if qualname else f"{self.kind}:{entry.name}"
+        return {"factory": factory, "options": kwargs}
 
     def build(self, name: str, *args: Any, **options: Any) -> Any:
         """``factory(*args, **fixed, **converted options)`` of ``name``."""
@@ -255,6 +290,17 @@ def as_float_tuple(value: Any) -> tuple[float, ...]:
     else:
         items = list(value)
     return tuple(as_float(v) for v in items)
+
+
+def as_int_tuple(value: Any) -> tuple[int, ...]:
+    """``"0,2"``, ``[0, 2]`` or ``2`` -> a tuple of ints (e.g. class indices)."""
+    if isinstance(value, str):
+        items = [s for s in value.replace(";", ",").split(",") if s.strip()]
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        items = [value]
+    else:
+        items = list(value)
+    return tuple(as_int(v) for v in items)
 
 
 def as_is(value: Any) -> Any:

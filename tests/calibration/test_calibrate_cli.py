@@ -95,7 +95,12 @@ def test_the_choice_is_by_cross_validated_nll_on_validation_only(tmp_path):
     )
     rep = json.loads((tmp_path / "c" / "calibration.json").read_text())
     cv = [c["val_cv_nll"] for c in rep["calibrators"]]
-    assert rep["chosen"] == int(np.argmin(cv)) and "cross-validation on the validation split" in rep["criterion"]
+    assert "cross-validation on the validation split" in rep["criterion"]
+    # the one-standard-error rule: the fewest parameters among those within one SE (over folds) of the lowest
+    best = int(np.argmin(cv))
+    threshold = cv[best] + rep["calibrators"][best]["val_cv_nll_se"]
+    within = [i for i, v in enumerate(cv) if v <= threshold]
+    assert rep["chosen"] == min(within, key=lambda i: (rep["calibrators"][i]["n_parameters"], cv[i], i))
     # the CV NLL of temperature scaling recomputed by hand: fit on 4/5 of validation, score the held-out fifth
     order = torch.randperm(300, generator=torch.Generator().manual_seed(0))
     total = 0.0

@@ -167,7 +167,7 @@ def test_evaluation_batch_comes_from_the_flag_then_the_run_then_the_device(train
     and by evaluate/ood unless --eval-batch says otherwise."""
     import importlib
 
-    ev = importlib.import_module("focalcal.engine.evaluate")  # the module, not the function of that name
+    ev = importlib.import_module("focalcal.data.modality")  # where evaluation's image batch sources are made
     seen = []
     real = ev.DeviceLoader
 

@@ -36,7 +36,8 @@ def test_missing_data_names_both_ways(tmp_path):
 
 
 def test_unknown_dataset_lists_valid():
-    with pytest.raises(DataError, match="cifar10, cifar100, tiny_imagenet, imagefolder"):
+    valid = "20newsgroups, cifar10, cifar100, imagefolder, sst2, sst5, textfile, textfolder, tiny_imagenet"
+    with pytest.raises(DataError, match=valid):
         load_dataset("imagenette")
 
 

@@ -99,17 +99,18 @@ def test_equal_mass_ties_are_never_split_and_order_free():
 
     conf = torch.tensor([0.5, 0.7, 0.7, 0.7, 0.7, 0.9], dtype=torch.float64)
     correct = torch.tensor([True, False, True, True, False, True])
-    st = bin_stats(conf, correct, 3, "equal_mass")
-    # ranks 0..5 -> bins 0,0,1,1,2,2 but the four 0.7s share the bin of the first one (rank 1 -> bin 0)
-    assert st.counts.tolist() == [5, 0, 1]
+    st = bin_stats(conf, correct, 4, "equal_mass")
+    # nominal cuts at sorted positions 2, 3, 5; the four 0.7s fill positions 1..4, so the cuts at 2 and 3
+    # move to the block's nearer end, position 1 (3 is a draw: the lower end), and the block is one bin
+    assert st.counts.tolist() == [1, 0, 4, 1]
     assert st.n_samples == 6
     assert not np.isnan(st.mean_confidence).any() and not np.isnan(st.accuracy).any()
     assert st.accuracy[1] == 0 and st.mean_confidence[1] == 0
-    # edges: [0, min of bin 1 (empty -> next bin's lower edge 0.9), 0.9, 1]
-    np.testing.assert_allclose(st.edges, [0.0, 0.9, 0.9, 1.0])
+    # edges: [0, min of bin 1 (empty -> next bin's lower edge 0.7), 0.7, 0.9, 1]
+    np.testing.assert_allclose(st.edges, [0.0, 0.7, 0.7, 0.9, 1.0])
     for seed in range(5):
         perm = torch.randperm(6, generator=torch.Generator().manual_seed(seed))
-        st2 = bin_stats(conf[perm], correct[perm], 3, "equal_mass")
+        st2 = bin_stats(conf[perm], correct[perm], 4, "equal_mass")
         np.testing.assert_array_equal(st2.counts, st.counts)
         np.testing.assert_array_equal(st2.accuracy, st.accuracy)
         np.testing.assert_array_equal(st2.mean_confidence, st.mean_confidence)

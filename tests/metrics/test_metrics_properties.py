@@ -31,10 +31,17 @@ def _naive_ece(conf, correct, n_bins, equal_mass=False):
     """Per-bin Python loop reference (as the original code, with its faults fixed)."""
     conf, correct = np.asarray(conf, float), np.asarray(correct, float)
     n = len(conf)
-    if equal_mass:
+    if equal_mass:  # cut at ceil(b N / n_bins); a cut inside a tie block moves to its nearer end (lower on a draw)
         srt = np.sort(conf)
+        cuts = []
+        for b in range(1, n_bins):
+            r = -(-b * n // n_bins)
+            if r < n and srt[r - 1] == srt[r]:
+                a, e = np.searchsorted(srt, srt[r], "left"), np.searchsorted(srt, srt[r], "right")
+                r = a if r - a <= e - r else e
+            cuts.append(r)
         first = np.searchsorted(srt, conf, side="left")
-        idx = first * n_bins // n
+        idx = np.array([sum(c <= f for c in cuts) for f in first], dtype=int)
     else:
         edges = torch.linspace(0, 1, n_bins + 1, dtype=torch.float64).numpy()
         idx = np.clip(np.searchsorted(edges, conf, side="right") - 1, 0, n_bins - 1)

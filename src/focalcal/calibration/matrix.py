@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from ..errors import InputError
-from .base import Calibrator, to_list
+from .base import PASS_SECONDS, Calibrator, to_list
 
 
 class _AffineCalibrator(Calibrator):
@@ -47,6 +47,13 @@ class _AffineCalibrator(Calibrator):
         self.converged = False
         self.n_iter = 0
         self.objective = math.nan
+
+    @property
+    def n_parameters(self) -> int | None:
+        """``K^2 + K`` (matrix, Dirichlet) or ``2 K`` (vector): the weights and the bias; None before fitting."""
+        if self.weight is None or self.bias is None:
+            return None
+        return int(self.weight.numel() + self.bias.numel())
 
     def _features(self, z: Tensor) -> Tensor:
         z = z.double()
@@ -108,6 +115,15 @@ class _AffineCalibrator(Calibrator):
         x = self._features(z)
         out = self._apply(x, self.weight.to(x.device), self.bias.to(x.device))
         return out.to(z.dtype)
+
+    def fit_seconds(self, n_rows: int, n_classes: int) -> float:
+        """Estimated seconds of one fit at the iteration cap (``max_iter`` L-BFGS iterations; vector scaling on
+        many classes and few rows reaches it): each iteration about 4 passes over the scores, plus the
+        ``[N, K] x [K, K]`` products of a full matrix (about 1 ns per multiply-add)."""
+        per_iter = 4 * PASS_SECONDS * n_rows * n_classes
+        if not self.diagonal:
+            per_iter += 1e-9 * n_rows * n_classes * n_classes
+        return self.max_iter * per_iter
 
     def _get_state(self) -> dict[str, Any]:
         return {

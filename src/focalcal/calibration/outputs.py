@@ -176,13 +176,35 @@ def _check_values(scores: Any, kind: str, where: str, chunk_rows: int) -> None:
         )
 
 
+#: The formats read, for errors that ask for a file of saved outputs.
+FORMATS = (
+    ".pt or .npz (keys logits|probs|scores and labels|targets), .npy (scores; labels in a second .npy) or .csv "
+    "(one column per class and a label column)"
+)
+
+
+def check_file(path: str | os.PathLike) -> Path:
+    """``path`` as a :class:`~pathlib.Path` when it is a non-empty file.
+
+    Raises:
+        InputError: it does not exist, is a directory, or is empty (0 bytes); the message lists the formats.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path} is a directory, not a file of saved outputs: give one file, {FORMATS}")
+    if not path.is_file():
+        raise InputError(f"{path} does not exist")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path} is empty (0 bytes): give the file the outputs were saved to, {FORMATS}")
+    return path
+
+
 def _load_npy(path: Path) -> np.ndarray:
     """A numeric ``.npy`` array, memory-mapped (a large file stays on disk)."""
-    if not Path(path).is_file():
-        raise InputError(f"{path} does not exist")
+    check_file(path)
     try:
         return np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, EOFError) as exc:
         raise InputError(f"{path}: not a readable .npy file of numbers ({exc})") from None
 
 
@@ -201,7 +223,7 @@ def _read_dict(path: Path) -> dict[str, Any]:
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise InputError(f"{path}: not a readable .npz file of numeric arrays ({exc})") from None
 
 
@@ -265,10 +287,8 @@ def read_outputs(
     Raises:
         InputError: see the module docstring.
     """
-    path = Path(path)
+    path = check_file(path)
     where = str(path)
-    if not path.is_file():
-        raise InputError(f"{path} does not exist")
     suffix = path.suffix.lower()
     if suffix == ".npy":
         scores = _load_npy(path)
@@ -307,9 +327,7 @@ def read_outputs(
 
 def read_scores(path: str | os.PathLike, kind: str, *, label_column: str = "label") -> Outputs:
     """Scores to calibrate, labels not needed (``--apply``): a ``.npy``/``.csv``/``.pt``/``.npz`` file."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path} does not exist")
+    path = check_file(path)
     suffix = path.suffix.lower()
     if suffix == ".npy":
         return check_split(_load_npy(path), None, kind, str(path))
@@ -333,8 +351,23 @@ def read_val_test(
     label_column: str = "label",
     split_column: str = "split",
 ) -> tuple[Outputs, Outputs]:
-    """The validation and test splits, from one file holding both (``data``) or one file each."""
+    """The validation and test splits, from one file holding both (``data``) or one file each.
+
+    Raises:
+        InputError: ``data`` together with ``val``/``test`` (or their label files): one way only, never one
+            silently ignored; neither way given.
+    """
     kw = {"label_column": label_column, "split_column": split_column}
+    extra = [
+        flag
+        for flag, v in (("--val", val), ("--test", test), ("--val-labels", val_labels), ("--test-labels", test_labels))
+        if v
+    ]
+    if data is not None and extra:
+        raise InputError(
+            f"give the outputs as --data FILE (both splits) or as --val FILE and --test FILE, not both (got --data "
+            f"and {', '.join(extra)})"
+        )
     if data is not None:
         found = read_outputs(data, kind, **kw)
         if set(found) != {"val", "test"}:

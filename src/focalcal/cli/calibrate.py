@@ -12,7 +12,7 @@ import torch
 
 from ..atomic import atomic_torch_save, atomic_write_bytes, atomic_write_text
 from ..calibration import Calibrator
-from ..calibration.compare import Candidate, apply_calibrator, compare, default_candidates, markdown
+from ..calibration.compare import Candidate, apply_calibrator, compare, default_candidates, markdown, rule_text
 from ..calibration.outputs import KINDS, read_scores, read_val_test
 from ..errors import InputError
 from ..plots import reliability_grid, save_figure
@@ -24,8 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "calibrate",
         help="calibrate any model's saved validation/test outputs (logits or probabilities), no training",
         description="Fit every post-hoc calibrator on the validation outputs, report each metric before/after "
-        "each on the test outputs with bootstrap 95%% intervals, and save the calibrator chosen by 5-fold "
-        "cross-validated NLL on validation as JSON. With --apply, calibrate new outputs with a saved calibrator. "
+        "each on the test outputs with bootstrap 95%% intervals, and save as JSON the calibrator chosen by the "
+        "one-standard-error rule on 5-fold cross-validated NLL on validation (the simplest calibrator whose mean CV "
+        "NLL is within one standard error over the folds of the lowest; --choose forces one). With --apply, "
+        "calibrate new outputs with a saved calibrator. "
         "Formats: .pt / .npz (keys logits|probs|scores and labels|targets, or focalcal's val_logits/test_logits), "
         ".npy (scores; labels in a second .npy), .csv (one column per class, a label column, optionally a split "
         "column with val/test).",
@@ -41,7 +43,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument(
         "--calibrators",
         help="comma-separated registry names (default: all; matrix and dirichlet up to "
-        "20 classes); temperature:ece_grid for the paper's grid",
+        "20 classes; any estimated to take over 5 minutes for the input's size is skipped with a note, and fitted "
+        "when named here); temperature:ece_grid for the paper's grid",
+    )
+    c.add_argument(
+        "--choose",
+        metavar="NAME",
+        help="save this calibrator instead of the one the one-standard-error rule picks (a name as in "
+        "--calibrators, e.g. temperature, temperature:ece_grid, dirichlet)",
     )
     c.add_argument("--n-bins", type=positive_int, default=15, help="calibration bins (default 15)")
     c.add_argument("--bin-closed", choices=["left", "right"], default="left", help="bins [lo, hi) or (lo, hi]")
@@ -79,21 +88,44 @@ def _write_probs(path: Path, probs: np.ndarray) -> None:
         raise InputError(f"--out {path}: write calibrated probabilities as .npy, .pt or .csv")
 
 
+def load_calibrator(path: str | Path) -> tuple[Calibrator, str]:
+    """The calibrator in a ``calibrator.json`` written by ``focalcal calibrate`` (or a bare
+    ``Calibrator.state_dict()`` as JSON), and its label.
+
+    Raises:
+        InputError: the file is missing, unreadable, not JSON, or not a calibrator's state; the message names
+            the file.
+    """
+    fix = "give the calibrator.json that `focalcal calibrate --out FOLDER` wrote"
+    if not Path(path).exists():
+        raise InputError(f"{path} does not exist; {fix}")
+    try:
+        state = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: not a calibrator saved by focalcal calibrate ({exc}); {fix}") from None
+    inner = state.get("calibrator", state) if isinstance(state, dict) else state
+    try:
+        cal = Calibrator.from_state_dict(inner)
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        reason = f"{type(exc).__name__}: {exc}" if isinstance(exc, (KeyError, IndexError)) else str(exc)
+        raise InputError(f"{path}: not a calibrator saved by focalcal calibrate ({reason}); {fix}") from None
+    label = state.get("label") if isinstance(state, dict) else None
+    return cal, str(label or cal.name)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.apply:
         if not args.input or not args.out:
             raise InputError("--apply needs --input (the outputs to calibrate) and --out (a .npy, .pt or .csv file)")
-        try:
-            state = json.loads(Path(args.apply).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise InputError(f"{args.apply}: not a calibrator saved by focalcal calibrate ({exc})") from None
-        cal = Calibrator.from_state_dict(state.get("calibrator", state))
+        cal, label = load_calibrator(args.apply)
         outputs = read_scores(args.input, args.kind, label_column=args.label_column)
         _write_probs(args.out, apply_calibrator(cal, outputs))
-        echo(f"calibrated {outputs.n:,} rows with {state.get('label', cal.name)} -> {args.out}")
+        echo(f"calibrated {outputs.n:,} rows with {label} -> {args.out}")
         return 0
     if not args.out:
         raise InputError("--out FOLDER is needed for the report")
+    if args.n_boot < 0:
+        raise InputError(f"--n-boot must be >= 0 (bootstrap resamples; 0: no intervals), got {args.n_boot}")
     val, test = read_val_test(
         args.kind,
         data=args.data,
@@ -112,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
         closed=args.bin_closed,
         n_boot=args.n_boot,
         seed=args.seed,
+        choose=args.choose,
         echo=echo,
     )
     out = args.out
@@ -132,6 +165,9 @@ def run(args: argparse.Namespace) -> int:
             reliability_grid([(f"test: {label}", arrays[f"bins_{stage}"], metrics)]), out / f"reliability_{stage}.png"
         )
     u, a = report["uncalibrated"], chosen["test"]
+    echo(f"rule: {report['criterion']}")
+    echo(f"  {rule_text(report)}")
+    echo(f"intervals: {report['interval']}")
     echo(
         f"chosen: {chosen['label']} (validation CV NLL {chosen['val_cv_nll']:.4f}); test ECE "
         f"{100 * u['ece']['estimate']:.2f}% -> {100 * a['ece']['estimate']:.2f}%, NLL {u['nll']['estimate']:.4f} -> "

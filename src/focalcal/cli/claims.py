@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ..experiments.claims import write_page
@@ -19,11 +20,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     c.add_argument("runs", nargs="+", help="run folders, sweep roots or glob patterns (e.g. runs/cpu)")
     c.add_argument("--out", type=Path, default=Path("docs/claims"), help="output folder (default docs/claims)")
+    c.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier page in --out (its runs/ export and page files; nothing else is removed)",
+    )
     c.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    result = write_page(args.runs, args.out)
+    result = write_page(args.runs, args.out, overwrite=args.overwrite)
+    for line in result["skipped"]:
+        print(f"focalcal claims: skipped {line}", file=sys.stderr)
     for claim in result["claims"]:
         print(f"claim {claim.number}: {claim.summary}: {claim.text}")
     print(args.out / "claims.md")

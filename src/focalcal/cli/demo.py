@@ -19,6 +19,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="bfloat16 autocast (default: measured on this machine); --no-amp trains in float32",
     )
+    d.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace runs of other settings in --out/<loss> (by default they are kept and the demo stops)",
+    )
     d.add_argument("--no-progress", action="store_true")
     d.add_argument("--download", action="store_true", help="let torchvision download CIFAR-10 if it is missing")
     add_data_args(d)
@@ -36,5 +41,6 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         download=args.download,
         echo=echo,
+        overwrite=args.overwrite,
     )
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..calibration import CALIBRATORS
-from ..data import DATASET_FACTS, DATASETS
+from ..data import DATASETS
 from ..experiments.presets import (
     available_bases,
     available_families,
@@ -32,12 +32,10 @@ def run(args: argparse.Namespace) -> int:
     _section(
         "datasets",
         {
-            n: (
-                f"{f.title}: {f.classes} classes, {f.train:,}/{f.test:,} images, {f.size}x{f.size}"
-                if (f := DATASET_FACTS.get(n))
-                else "your own images: <root>/{train,test}/<class>/<image>"
-            )
-            for n in DATASETS
+            e.name: e.description
+            + (f" [{e.meta['inputs']}]" if e.meta.get("inputs", "images") != "images" else "")
+            + (f" (options: {', '.join(sorted(e.options))})" if e.options else "")
+            for e in DATASETS.entries()
         },
     )
     _section("models", {**MODELS.describe(), **{p: "any classifier of that library" for p in MODELS.patterns()}})

@@ -19,10 +19,12 @@ from typing import Any
 
 import numpy as np
 
+from ..engine.runfolder import RunFolder
 from ..engine.runlog import (
     DYNAMICS_COLUMNS,
     TEST_NLL_COLUMNS,
     WEIGHT_NORM_COLUMNS,
+    Reliability,
     RunLog,
     epoch_rows,
     read_reliability,
@@ -30,7 +32,7 @@ from ..engine.runlog import (
     reliability_rows,
     require_columns,
 )
-from ..errors import FocalcalError, InputError
+from ..errors import CheckpointError, FocalcalError, InputError
 from ..losses import g_factor, p_threshold
 from ..plots import (
     Curves,
@@ -106,7 +108,41 @@ def _save(fig, out: Path, name: str, rows: Sequence[dict[str, Any]] | None) -> l
 
 
 def _runs(args: argparse.Namespace) -> list[RunLog]:
-    return read_runs(args.runs, args.label or None)
+    """The runs at or under the RUN paths (run folders, or folders holding runs such as the demo's), read once
+    per command; a run that cannot be read (a damaged config.json or log) is left out with a note on stderr."""
+    if getattr(args, "_run_logs", None) is None:
+        folders, notes = RunFolder.find(args.runs)
+        if not folders:
+            raise InputError(
+                "no run folder (a folder with config.json, made by `focalcal train --out DIR`) at or under "
+                + ", ".join(map(str, args.runs))
+            )
+        args._run_logs = read_runs([f.path for f in folders], args.label or None, skipped=notes)
+        for line in notes:
+            print(f"focalcal plot: skipped {line}", file=sys.stderr)
+    return args._run_logs
+
+
+def _reliability(args: argparse.Namespace) -> list[Reliability]:
+    """The runs' reliability diagrams (read once per command); a run without its evaluation (no logits.pt, e.g.
+    killed while evaluating) or with a damaged one is left out with a note on stderr, the others are drawn.
+
+    Raises:
+        InputError: no run has a readable evaluation (names each run and why).
+    """
+    if getattr(args, "_reliability", None) is None:
+        items, notes = [], []
+        for run in _runs(args):
+            try:
+                items.append(read_reliability(run, n_bins=args.n_bins))
+            except (FileNotFoundError, CheckpointError) as exc:
+                notes.append(str(exc))
+        if not items:
+            raise InputError("; ".join(notes))
+        for line in notes:
+            print(f"focalcal plot: skipped reliability: {line}", file=sys.stderr)
+        args._reliability = items
+    return args._reliability
 
 
 def plot_nll_entropy(args: argparse.Namespace) -> list[Path]:
@@ -137,7 +173,7 @@ def plot_g(args: argparse.Namespace) -> list[Path]:
 
 
 def plot_reliability(args: argparse.Namespace) -> list[Path]:
-    items = [read_reliability(r, n_bins=args.n_bins) for r in _runs(args)]
+    items = _reliability(args)
     fig = reliability_grid(reliability_panels(items), ncols=None if len(items) <= 3 else 4)
     return _save(fig, args.out, "reliability", reliability_rows(items))
 
@@ -162,9 +198,7 @@ def plot_all(args: argparse.Namespace) -> list[Path]:
     runs = _runs(args)
     drawn = {p.stem for p in paths}
     if {"nll_entropy", "test_nll", "weight_norm"} <= drawn:
-        panels = (
-            reliability_panels(read_reliability(r, n_bins=args.n_bins) for r in runs) if "reliability" in drawn else []
-        )
+        panels = reliability_panels(_reliability(args)) if "reliability" in drawn else []
         p, values, thresholds, _ = g_table(args.gammas, args.points)
         curves = curves_of(runs, DYNAMICS_COLUMNS + TEST_NLL_COLUMNS + WEIGHT_NORM_COLUMNS)
         sheet = analysis_sheet(
@@ -191,7 +225,13 @@ def _figure_parser(
 ) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help, description=help)
     if runs:
-        p.add_argument("runs", nargs="+", type=Path, metavar="RUN", help="run folders (written by focalcal train)")
+        p.add_argument(
+            "runs",
+            nargs="+",
+            type=Path,
+            metavar="RUN",
+            help="run folders (written by focalcal train), or folders holding runs (e.g. runs/demo)",
+        )
         p.add_argument(
             "--label",
             action="append",

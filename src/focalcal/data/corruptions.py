@@ -42,6 +42,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from ..errors import InputError
+
 #: severity 1..5 constants (see the module docstring for the source)
 GAUSSIAN_NOISE = (0.04, 0.06, 0.08, 0.09, 0.10)
 SHOT_NOISE = (500, 250, 100, 75, 50)
@@ -128,11 +130,12 @@ def available_corruptions() -> tuple[str, ...]:
 
 
 def check_corruption(corruption: str, severity: int) -> None:
-    """Raise ``ValueError`` (listing the valid values) for an unknown corruption or a severity not in 1..5."""
+    """Raise :class:`~focalcal.errors.InputError` (a ``ValueError``, listing the valid values) for an unknown
+    corruption or a severity not in 1..5."""
     if corruption not in CORRUPTIONS:
-        raise ValueError(f"unknown corruption {corruption!r}; choose one of: {', '.join(CORRUPTIONS)}")
+        raise InputError(f"unknown corruption {corruption!r}; choose one of: {', '.join(CORRUPTIONS)}")
     if isinstance(severity, bool) or severity not in SEVERITIES:
-        raise ValueError(f"severity must be one of 1, 2, 3, 4, 5; got {severity!r}")
+        raise InputError(f"severity {severity!r} is out of range; choose one of: 1, 2, 3, 4, 5")
 
 
 def corrupt(images: torch.Tensor, corruption: str, severity: int, *, seed: int = 0) -> torch.Tensor:

@@ -9,6 +9,7 @@ found instead. Users' own data goes through ``imagefolder``, which checks only t
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
+from .download import downloading
 from .folder import class_folder_samples, decode_samples, decode_split
 
 DATA_ENV = "FOCALCAL_DATA"
@@ -71,7 +73,8 @@ DATASET_FACTS: dict[str, DatasetFacts] = {
 # name -> (torchvision class name, torchvision's folder name)
 _TORCHVISION = {"cifar10": ("CIFAR10", "cifar-10-batches-py"), "cifar100": ("CIFAR100", "cifar-100-python")}
 TINY_IMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
-DATASETS = ("cifar10", "cifar100", "tiny_imagenet", "imagefolder")
+#: The image data sets (every data set ``--dataset`` accepts: :data:`focalcal.data.DATASETS`, a registry).
+IMAGE_DATASETS = ("cifar10", "cifar100", "tiny_imagenet", "imagefolder")
 
 
 @dataclass
@@ -153,19 +156,35 @@ def _safe(path: Path) -> str:
     return str(path.resolve()).strip("/").replace("/", "_")[-80:]
 
 
+def check_same_classes(folder: Path, train_classes: list[str], test_classes: list[str]) -> None:
+    """Raise :class:`DataError` naming the class folders found in only one of ``folder``'s train and test splits."""
+    if train_classes == test_classes:
+        return
+
+    def shown(names: list[str]) -> str:
+        return ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "") if names else "none"
+
+    only_train = sorted(set(train_classes) - set(test_classes))
+    only_test = sorted(set(test_classes) - set(train_classes))
+    raise DataError(
+        f"{folder}: train and test have different class folders: only in train/: {shown(only_train)}; only in "
+        f"test/: {shown(only_test)}. Rename or move them so that both splits have the same class folders"
+    )
+
+
 def _from_folders(name: str, folder: Path, image_size: int | None, cache_dir: Path | None) -> ImageData:
     cache = None if cache_dir is None else Path(cache_dir) / name / _safe(folder)
-    if name in DATASET_FACTS:  # fail before decoding tens of thousands of images
-        classes, train = class_folder_samples(folder / "train")
-        _, test = class_folder_samples(folder / "test")
+    # fail before decoding tens of thousands of images
+    classes, train = class_folder_samples(folder / "train")
+    test_classes, test = class_folder_samples(folder / "test")
+    check_same_classes(folder, classes, test_classes)
+    if name in DATASET_FACTS:
         check_identity(name, folder, classes, len(train), len(test))
-    train_x, train_y, classes = decode_split(folder / "train", image_size=image_size, cache_dir=cache)
-    test_x, test_y, test_classes = decode_split(folder / "test", image_size=image_size, cache_dir=cache)
-    if test_classes != classes:
-        raise DataError(
-            f"{folder}: train and test have different class folders "
-            f"({len(classes)} vs {len(test_classes)}); they must match"
-        )
+    facts = DATASET_FACTS.get(name)
+    named = (facts.title, facts.size) if facts else None  # a named data set's images are never resized
+    train_x, train_y, classes = decode_split(folder / "train", image_size=image_size, cache_dir=cache, dataset=named)
+    test_x, test_y, test_classes = decode_split(folder / "test", image_size=image_size, cache_dir=cache, dataset=named)
+    check_same_classes(folder, classes, test_classes)
     if train_x.shape[1:] != test_x.shape[1:]:
         raise DataError(f"{folder}: train images are {tuple(train_x.shape[1:])}, test {tuple(test_x.shape[1:])}")
     return ImageData(name, train_x, train_y, test_x, test_y, classes)
@@ -175,8 +194,12 @@ def _from_torchvision(name: str, root: Path, download: bool) -> ImageData:
     import torchvision.datasets as tvd
 
     cls = getattr(tvd, _TORCHVISION[name][0])
+    facts = DATASET_FACTS[name]
+    by_hand = f"{cls.url} unpacked there, or {facts.layout}".replace("<root>", str(root))
+    fetch = downloading(facts.title, root, by_hand, creates=(cls.filename, cls.base_folder))
     try:
-        splits = [cls(str(root), train=train, download=download) for train in (True, False)]
+        with fetch if download else contextlib.nullcontext():
+            splits = [cls(str(root), train=train, download=download) for train in (True, False)]
     except RuntimeError as exc:  # torchvision's integrity check ("Dataset not found or corrupted")
         folder = root / _TORCHVISION[name][1]
         raise DataError(
@@ -224,11 +247,20 @@ def _from_tiny_imagenet(folder: Path, cache_dir: Path | None) -> ImageData:
             raise DataError(f"{ann}: {parts[0]} is labelled {parts[1]!r}, which wnids.txt does not list")
         test_samples.append((str(folder / "val" / "images" / parts[0]), index[parts[1]]))
     cache = None if cache_dir is None else Path(cache_dir) / "tiny_imagenet" / _safe(folder)
+    named = ("Tiny-ImageNet", DATASET_FACTS["tiny_imagenet"].size)  # never resized: odd sizes are files to fix
     train_x, train_y, _ = decode_samples(
-        train_samples, wnids, where=str(folder / "train"), cache_file=None if cache is None else cache / "train.pt"
+        train_samples,
+        wnids,
+        where=str(folder / "train"),
+        cache_file=None if cache is None else cache / "train.pt",
+        dataset=named,
     )
     test_x, test_y, _ = decode_samples(
-        sorted(test_samples), wnids, where=str(folder / "val"), cache_file=None if cache is None else cache / "val.pt"
+        sorted(test_samples),
+        wnids,
+        where=str(folder / "val"),
+        cache_file=None if cache is None else cache / "val.pt",
+        dataset=named,
     )
     return ImageData("tiny_imagenet", train_x, train_y, test_x, test_y, wnids)
 
@@ -236,7 +268,12 @@ def _from_tiny_imagenet(folder: Path, cache_dir: Path | None) -> ImageData:
 def _download_tiny_imagenet(root: Path) -> Path:
     from torchvision.datasets.utils import download_and_extract_archive
 
-    download_and_extract_archive(TINY_IMAGENET_URL, str(root))
+    archive = TINY_IMAGENET_URL.rsplit("/", 1)[-1]
+    by_hand = f"{TINY_IMAGENET_URL} unzipped there, giving {DATASET_FACTS['tiny_imagenet'].layout}".replace(
+        "<root>", str(root)
+    )
+    with downloading("Tiny-ImageNet", root, by_hand, creates=(archive, "tiny-imagenet-200")):
+        download_and_extract_archive(TINY_IMAGENET_URL, str(root))
     return root / "tiny-imagenet-200"
 
 
@@ -257,7 +294,8 @@ def load_dataset(
     ``<root>/{train,test}/<class>/<image>``, any size with ``image_size``.
 
     Args:
-        name: one of :data:`DATASETS`.
+        name: one of :data:`IMAGE_DATASETS`; another registered data set (:data:`focalcal.data.DATASETS`)
+            returns what its reader returns (a text data set's :class:`~focalcal.data.text.base.TextSplits`).
         data_dir: the data root; ``None`` means ``$FOCALCAL_DATA`` or ``./data``.
         download: let torchvision download the dataset when it is not on disk.
         image_size: resize image-folder images to this square size (required when sizes differ).
@@ -265,10 +303,15 @@ def load_dataset(
 
     Raises:
         DataError: unknown name (lists valid ones), data not found (names both ways to provide it), or data
-            that is not what its name says (see :func:`check_identity`).
+            that is not what its name says (see :func:`check_identity`). DownloadError (a DataError): the
+            download failed; says where to put the files by hand (what it created is removed).
     """
-    if name not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+    if name not in IMAGE_DATASETS:
+        from .registry import DATASETS  # other modalities: the registry's reader of the official splits
+
+        if name in DATASETS and DATASETS.entry(name).meta.get("load") is not None:
+            return DATASETS.entry(name).meta["load"](data_dir)
+        raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS.names())}")
     root = resolve_data_dir(data_dir)
     cache = default_cache_dir() if cache_dir is True else (Path(cache_dir) if cache_dir else None)
     if name == "tiny_imagenet":

@@ -72,12 +72,16 @@ def decode_samples(
     image_size: int | None = None,
     cache_file: Path | None = None,
     workers: int = 4,
+    dataset: tuple[str, int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Decode ``(path, label)`` samples to ``(images uint8 [N, 3, H, W], labels int64 [N], classes)``, cached
     in ``cache_file`` (its name gets a fingerprint of the paths, sizes and modification times).
 
+    ``dataset``: ``(title, size)`` of a named data set whose images are all ``size x size`` (never resized), so
+    that images of another size are reported as files to fix, not as a reason to resize.
+
     Raises:
-        DataError: a corrupt image (named), or mixed sizes without ``image_size``.
+        DataError: a corrupt image (named), or mixed sizes without ``image_size`` (naming the odd files).
     """
     if cache_file is not None:
         cache_file = cache_file.with_name(f"{cache_file.stem}-{_fingerprint(samples, image_size)}.pt")
@@ -86,12 +90,9 @@ def decode_samples(
             return data["images"], data["labels"], list(data["classes"])
     with ThreadPoolExecutor(max(1, workers)) as pool:
         images = list(pool.map(lambda s: _decode(s[0], image_size), samples, chunksize=256))
-    shapes = {tuple(im.shape) for im in images}
+    shapes = Counter(tuple(im.shape[1:]) for im in images)
     if len(shapes) > 1:
-        raise DataError(
-            f"images under {where} have different sizes ({sorted(shapes)[:3]}...); "
-            "pass an image size (--image-size) to resize them"
-        )
+        raise DataError(_mixed_sizes(samples, images, shapes, where, dataset))
     images_t = torch.stack(images)
     labels_t = torch.tensor([label for _, label in samples], dtype=torch.int64)
     if cache_file is not None:
@@ -99,8 +100,38 @@ def decode_samples(
     return images_t, labels_t, classes
 
 
+def _mixed_sizes(
+    samples: list[tuple[str, int]],
+    images: list[torch.Tensor],
+    shapes: Counter,
+    where: str,
+    dataset: tuple[str, int] | None,
+) -> str:
+    """The one-line message for images of different sizes: the odd files (those not of the usual size, or not
+    of the data set's size; sizes as width x height) and what fixes them."""
+    usual = (dataset[1], dataset[1]) if dataset else shapes.most_common(1)[0][0]
+    odd = [(path, tuple(im.shape[1:])) for (path, _), im in zip(samples, images) if tuple(im.shape[1:]) != usual]
+    shown = ", ".join(f"{p} ({w}x{h})" for p, (h, w) in odd[:3]) + (f" and {len(odd) - 3} more" if len(odd) > 3 else "")
+    if dataset:
+        title, size = dataset
+        return (
+            f"{len(odd)} image(s) under {where} are not {size}x{size} like every {title} image: {shown}. Replace or "
+            f"remove them (named data sets are never resized; to train on resized images of your own use "
+            "--dataset imagefolder --image-size N)"
+        )
+    return (
+        f"images under {where} have different sizes: {sum(shapes.values()) - len(odd):,} are {usual[1]}x{usual[0]}, "
+        f"{len(odd):,} are not: {shown}. Pass --image-size N to resize them all, or replace or remove those files"
+    )
+
+
 def decode_split(
-    split_dir: Path, *, image_size: int | None = None, cache_dir: Path | None = None, workers: int = 4
+    split_dir: Path,
+    *,
+    image_size: int | None = None,
+    cache_dir: Path | None = None,
+    workers: int = 4,
+    dataset: tuple[str, int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Decode every image of ``split_dir/<class>/*`` to one uint8 tensor.
 
@@ -113,6 +144,7 @@ def decode_split(
         cache_dir: where to keep the decoded tensors (keyed by paths, sizes and modification times);
             ``None`` disables caching.
         workers: decoding threads.
+        dataset: ``(title, size)`` of a named data set (its images must all be ``size x size``).
 
     Returns:
         ``(images uint8 [N, 3, H, W], labels int64 [N], classes)``.
@@ -125,5 +157,11 @@ def decode_split(
     classes, samples = class_folder_samples(split_dir)
     cache_file = None if cache_dir is None else Path(cache_dir) / f"{split_dir.name}.pt"
     return decode_samples(
-        samples, classes, where=str(split_dir), image_size=image_size, cache_file=cache_file, workers=workers
+        samples,
+        classes,
+        where=str(split_dir),
+        image_size=image_size,
+        cache_file=cache_file,
+        workers=workers,
+        dataset=dataset,
     )

@@ -34,8 +34,10 @@ import torch
 import torch.nn.functional as F
 
 from ..atomic import atomic_torch_save
+from ..errors import InputError
 from .corruptions import CORRUPTIONS, check_corruption, corrupt
 from .datasets import DATA_ENV, default_cache_dir, load_dataset, resolve_data_dir
+from .download import downloading
 from .errors import DataError
 from .folder import IMG_EXTENSIONS, _decode
 
@@ -180,7 +182,12 @@ def _fashion_mnist(root: Path, download: bool) -> tuple[torch.Tensor, torch.Tens
             )
         import torchvision.datasets as tvd
 
-        tvd.FashionMNIST(str(root), train=False, download=True)
+        by_hand = (
+            f"t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz from {tvd.FashionMNIST.mirrors[0]} in "
+            f"{root / 'fashion_mnist'}, or `apt-get install dataset-fashion-mnist`"
+        )
+        with downloading("the Fashion-MNIST test split", root, by_hand, creates=("FashionMNIST",)):
+            tvd.FashionMNIST(str(root), train=False, download=True)
         return _fashion_mnist(root, download=False)
     x = torch.from_numpy(read_idx(images_path).copy())
     y = torch.from_numpy(read_idx(labels_path).astype(np.int64))
@@ -204,7 +211,9 @@ def _svhn(root: Path, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
         )
     import torchvision.datasets as tvd
 
-    tvd.SVHN(str(root / "svhn"), split="test", download=True)  # checks the md5 of the downloaded file
+    by_hand = f"{root / 'svhn' / 'test_32x32.mat'}, from {tvd.SVHN.split_list['test'][0]}"
+    with downloading("the SVHN test split", root / "svhn", by_hand, creates=("test_32x32.mat",)):
+        tvd.SVHN(str(root / "svhn"), split="test", download=True)  # checks the md5 of the downloaded file
     return read_svhn_mat(root / "svhn" / "test_32x32.mat")
 
 
@@ -244,7 +253,7 @@ def corrupted_test_split(
         ``(images uint8 [N, 3, H, W], labels int64 [N])``.
 
     Raises:
-        DataError: the base data set is missing; ValueError: unknown corruption or severity.
+        DataError: the base data set is missing; InputError (a ValueError): unknown corruption or severity.
     """
     check_corruption(corruption, severity)
     if clean is None:
@@ -303,7 +312,8 @@ def load_ood_set(
 
     Raises:
         DataError: an unknown name (lists the valid ones) or data not found (says where it was looked for
-            and how to get it). ValueError: an unknown corruption or a severity outside 1..5.
+            and how to get it); DownloadError (a DataError): a download failed (says where to put the files by
+            hand). InputError (a ValueError): an unknown corruption or a severity outside 1..5.
     """
     return _load(
         name,
@@ -382,7 +392,10 @@ def _load(
         if not sev.isdigit():
             raise DataError(f"{name!r}: expected {head}:<corruption>:<severity>, e.g. {head}:gaussian_noise:5")
         base = head[:-1]
-        check_corruption(corruption, int(sev))
+        try:
+            check_corruption(corruption, int(sev))
+        except InputError as exc:
+            raise InputError(f"OOD set {name!r}: {exc} (e.g. {head}:gaussian_noise:5)") from None
         images, labels = corrupted_test_split(
             base, corruption, int(sev), seed=seed, cache_dir=cache_dir, clean=test_split(base)
         )

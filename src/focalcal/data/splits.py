@@ -1,36 +1,109 @@
-"""The paper's train/validation split, optional subsets, and per-channel normalisation statistics."""
+"""The data a run trains and evaluates on (:class:`DataSplits`, any modality), the paper's train/validation
+split of image data sets, optional subsets, and per-channel normalisation statistics."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from .datasets import ImageData
 from .errors import DataError
+from .modality import ImageModality, Modality
+from .sources import BatchSource
+
+SPLITS = ("train", "val", "test")
 
 
 @dataclass
 class DataSplits:
-    """Train / validation / test uint8 images ``[N, 3, H, W]``, int64 labels, and normalisation stats.
+    """Train / validation / test inputs and int64 labels ``[N]``, the evaluation ``classes``, and the
+    :class:`~focalcal.data.modality.Modality` that says how to batch the inputs, what the model needs from the
+    data and what checkpoints and reports keep.
 
-    ``mean`` and ``std`` are per-channel, on the 0..1 scale, computed from the training images actually
-    used (never from test, never from another dataset).
+    Inputs per modality: uint8 images ``[N, 3, H, W]`` (``ImageModality``: ``mean`` and ``std`` per channel, on
+    the 0..1 scale, computed from the training images actually used), int64 token ids ``[N, L]``, or
+    :class:`~focalcal.data.trees.Trees`. ``labels`` index ``classes`` (what evaluation scores).
+    ``head_classes``: the width of the model's training head when it differs from ``len(classes)`` (binary
+    SST trains on 3 node classes), else ``None``. ``info``: JSON-able facts every report repeats (where the
+    data came from, how it was split).
+
+    ``train_images`` / ``val_images`` / ``test_images``, ``mean`` and ``std`` remain as aliases for image data.
     """
 
-    train_images: torch.Tensor
+    train_inputs: Any
     train_labels: torch.Tensor
-    val_images: torch.Tensor
+    val_inputs: Any
     val_labels: torch.Tensor
-    test_images: torch.Tensor
+    test_inputs: Any
     test_labels: torch.Tensor
     classes: list[str]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
+    modality: Modality
+    head_classes: int | None = None
+    info: dict[str, Any] | None = None
 
     @property
     def num_classes(self) -> int:
+        """Evaluation classes: the width of the logits evaluation scores."""
         return len(self.classes)
+
+    @property
+    def training_classes(self) -> int:
+        """The width of the model's training head (``head_classes``, else ``num_classes``)."""
+        return self.head_classes or self.num_classes
+
+    def inputs(self, split: str) -> Any:
+        """The inputs of ``split`` (``"train"``, ``"val"`` or ``"test"``)."""
+        if split not in SPLITS:
+            raise DataError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
+        return getattr(self, f"{split}_inputs")
+
+    def labels(self, split: str) -> torch.Tensor:
+        """The int64 labels ``[N]`` of ``split``."""
+        if split not in SPLITS:
+            raise DataError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
+        return getattr(self, f"{split}_labels")
+
+    def rows(self, split: str) -> int:
+        """Samples in ``split``."""
+        return self.modality.rows(self.inputs(split))
+
+    def source(self, split: str, *, rows: torch.Tensor | None = None, **kw: Any) -> BatchSource:
+        """A batch source over ``split`` (or its samples ``rows``, int64 ``[n]``); keyword arguments as
+        :meth:`Modality.source`."""
+        inputs, labels = self.inputs(split), self.labels(split)
+        if rows is not None:
+            inputs, labels = self.modality.take(inputs, rows), labels[rows]
+        return self.modality.source(inputs, labels, **kw)
+
+    # -- image aliases (the public names before other modalities) --------------------------------------
+    @property
+    def train_images(self) -> torch.Tensor:
+        return self.train_inputs
+
+    @property
+    def val_images(self) -> torch.Tensor:
+        return self.val_inputs
+
+    @property
+    def test_images(self) -> torch.Tensor:
+        return self.test_inputs
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        """Per-channel mean of the training images (image data only)."""
+        return self._image_modality().mean
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        """Per-channel std of the training images (image data only)."""
+        return self._image_modality().std
+
+    def _image_modality(self) -> ImageModality:
+        if not isinstance(self.modality, ImageModality):
+            raise AttributeError(f"{self.modality.name} data has no per-channel mean / std")
+        return self.modality
 
 
 def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -109,6 +182,6 @@ def make_splits(
         data.test_images[test_idx],
         data.test_labels[test_idx],
         list(data.classes),
-        mean,
-        std,
+        ImageModality(mean, std),
+        info={"split": f"validation: {n_val} of the official train split (split seed {split_seed})"},
     )

@@ -7,19 +7,30 @@ from collections.abc import Iterator
 
 import torch
 
+from ..errors import ConfigError
+
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when available, else CPU. Raises ValueError for an unavailable device."""
+    """The torch device named ``name``: ``auto`` picks CUDA when available, else the CPU.
+
+    Raises:
+        ConfigError: an unknown device name (``tpu``), or a CUDA device this machine does not have (no GPU, or
+            ``cuda:N`` beyond its GPUs); the message says which devices to use instead.
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
-    except RuntimeError as exc:
-        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from exc
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"unknown device {name!r} (--device): use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+        raise ConfigError(
+            f"--device {name}: this machine has no usable CUDA GPU (torch {torch.__version__} finds none); "
+            "use --device cpu, or --device auto to use a GPU only where there is one"
+        )
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ValueError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        n = torch.cuda.device_count()
+        raise ConfigError(f"--device {name}: this machine has {n} CUDA device(s), cuda:0 to cuda:{n - 1}; pick one")
     return device
 
 

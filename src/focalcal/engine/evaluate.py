@@ -16,7 +16,8 @@ from typing import Any
 import torch
 
 from ..calibration import TemperatureScaling
-from ..data import DataSplits, DeviceLoader
+from ..data import DataSplits, Modality, modality_from_state
+from ..errors import DataError
 from ..metrics import calibration_summary, reliability_bins
 from ..models import build_model
 from .config import TrainConfig
@@ -32,18 +33,27 @@ UNITS = "fractions (error, ece, adaptive_ece, classwise_ece, mce, brier); nll in
 
 @dataclass
 class LoadedRun:
-    """A trained model restored from a run folder, with the normalisation it was trained with."""
+    """A trained model restored from a run folder, with how its inputs were processed in training.
+
+    ``mean`` / ``std``: the image normalisation (``None`` for other data); ``modality``: the inputs' processing
+    (:class:`~focalcal.data.Modality`, rebuilt from the checkpoint: for text, the vocabulary size, the word
+    vectors' record and the tokenizer's settings); ``selected_epoch``: the epoch whose weights the model holds
+    (``select_epoch: best_val_acc``; else ``epoch``); ``data_info``: what the training data said of itself.
+    """
 
     config: TrainConfig
     model: torch.nn.Module
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
+    mean: tuple[float, ...] | None
+    std: tuple[float, ...] | None
     classes: list[str]
     epoch: int
     device: torch.device
     precision: dict[str, bool] | None = None  # training's {"amp", "channels_last"} (None: older runs)
     checkpoint: Path | None = None
     note: str | None = None  # why checkpoints/last.pt was used instead of final.pt
+    modality: Modality | None = None
+    selected_epoch: int | None = None
+    data_info: dict[str, Any] | None = None
 
 
 def load_run(run_dir: str | Path | RunFolder, *, device: str = "auto") -> LoadedRun:
@@ -56,20 +66,28 @@ def load_run(run_dir: str | Path | RunFolder, *, device: str = "auto") -> Loaded
     dev = resolve_device(device)
     state, path, note = run.load_trained(map_location=dev)
     config = TrainConfig.from_dict(state["config"])
-    model = build_model(config.model, len(state["classes"]), **config.model_options).to(dev)
+    modality = modality_from_state(state)
+    # the model's shape without the data: the training head's width and the options the data supplied, without
+    # tensors (e.g. vocab_size / embedding_dim instead of the word vectors: the weights are in the state dict)
+    head = int(state.get("head_classes", len(state["classes"])))
+    options = {**config.model_options, **state.get("data_model_options", {})}
+    model = build_model(config.model, head, **options).to(dev)
     model.load_state_dict(state["model"])
     model.eval()
     return LoadedRun(
         config,
         model,
-        tuple(state["mean"]),
-        tuple(state["std"]),
+        tuple(state["mean"]) if "mean" in state else None,
+        tuple(state["std"]) if "std" in state else None,
         list(state["classes"]),
         int(state["epoch"]),
         dev,
         state.get("precision"),
         path,
         note,
+        modality,
+        int(state.get("selected_epoch", state["epoch"])),
+        state.get("data_info"),
     )
 
 
@@ -83,20 +101,67 @@ def with_eval_batch(run: LoadedRun, eval_batch_size: int | None) -> LoadedRun:
 
 def run_logits(
     run: LoadedRun,
-    images: torch.Tensor,
+    images: Any,
     labels: torch.Tensor,
     batch_size: int | None = None,
     dist: DistInfo | None = None,
 ) -> torch.Tensor:
-    """Logits ``[N, K]`` (float32, CPU) of the run's model on uint8 ``images``, normalised as in training, in
-    batches of ``batch_size`` (default: the run's ``eval_batch_size``, else the device's default)."""
-    cl = eval_channels_last(run.device, run.model, tuple(images.shape[1:]))
+    """Logits ``[N, K]`` (float32, CPU) of the run's model on a split's inputs (uint8 ``images`` normalised as in
+    training, token ids, trees: as the run's modality batches them), in batches of ``batch_size`` (default: the
+    run's ``eval_batch_size``, else the device's default)."""
+    modality = run.modality if run.modality is not None else modality_from_state({"mean": run.mean, "std": run.std})
+    cl = modality.memory_format and eval_channels_last(run.device, run.model, tuple(modality.example_key(images)))
     if batch_size is None:
         batch_size = run.config.resolved_eval_batch(run.device)
-    loader = DeviceLoader(
-        images, labels, batch_size=batch_size, mean=run.mean, std=run.std, device=run.device, channels_last=cl
+    loader = modality.source(
+        images, labels, batch_size=batch_size, device=run.device, channels_last=cl, model=run.model
     )
     return predict_logits(run.model, loader, dist=dist)  # float32: metrics never see bf16-rounded logits
+
+
+def _names(classes: list[str]) -> str:
+    shown = ", ".join(classes[:12]) + (f", ... ({len(classes)} classes)" if len(classes) > 12 else "")
+    return f"[{shown}]"
+
+
+def check_same_data(run: LoadedRun, data: DataSplits, where: str | None = None) -> None:
+    """Raise unless ``data`` is the data ``run`` was trained on: the same class names in the same label order
+    (the checkpoint stores them) and the same training split (its per-channel mean and std, stored with the
+    model, identify the training images used, to float64 rounding).
+
+    Raises:
+        DataError: one line naming both class lists, or the differing normalisation; the report is unchanged.
+    """
+    here = f" ({where})" if where else ""
+    if list(data.classes) != list(run.classes):
+        raise DataError(
+            f"the run was trained on classes {_names(list(run.classes))} but the data{here} holds "
+            f"{_names(list(data.classes))}: the classes differ, so this would not evaluate the run; point "
+            "--data-dir at the data it was trained on (nothing was written)"
+        )
+    vocab_run = getattr(run.modality, "vocab_size", None)
+    vocab_now = getattr(data.modality, "vocab_size", None)
+    if vocab_run is not None and vocab_now != vocab_run:
+        raise DataError(
+            f"the data{here} has the run's classes but a vocabulary of {vocab_now} token ids, the run's "
+            f"{vocab_run}: another data set or tokenizer setting (data_options); point --data-dir at the data "
+            "the run was trained on (nothing was written)"
+        )
+    try:
+        stats_now = (*data.mean, *data.std)
+        stats_run = (*run.mean, *run.std)
+    except (AttributeError, TypeError):  # data without per-channel statistics (not images): classes only
+        return
+    if len(stats_now) != len(stats_run) or any(abs(a - b) > 1e-9 for a, b in zip(stats_now, stats_run)):
+        raise DataError(
+            f"the data{here} has the run's classes but not its training images (per-channel mean/std "
+            f"{_round(data.mean)}/{_round(data.std)}, the run's {_round(run.mean)}/{_round(run.std)}): another "
+            "data set; point --data-dir at the data the run was trained on (nothing was written)"
+        )
+
+
+def _round(values) -> str:
+    return "(" + ", ".join(f"{v:.4f}" for v in values) + ")"
 
 
 def summary(logits: torch.Tensor, labels: torch.Tensor, *, n_bins: int, bin_closed: str) -> dict[str, float]:
@@ -115,18 +180,23 @@ def evaluate(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Compute the evaluation numbers (defaults: the run's ``n_bins``, ``ts_method`` and ``bin_closed``).
 
+    Raises:
+        DataError: ``data`` is not the data the run was trained on (:func:`check_same_data`).
+
     Returns:
         ``(report, arrays)``: ``report`` is JSON-able (all metrics as fractions; the content of
         ``report.json``), ``arrays`` holds the logits and ``BinStats`` for plotting.
     """
+    check_same_data(run, data)
     cfg = run.config
     n_bins = cfg.n_bins if n_bins is None else n_bins
     ts_method = ts_method or cfg.ts_method
     bin_closed = bin_closed or cfg.bin_closed
-    val_logits = run_logits(run, data.val_images, data.val_labels, dist=dist)
-    test_logits = run_logits(run, data.test_images, data.test_labels, dist=dist)
-    train_logits = run_logits(run, data.train_images, data.train_labels, dist=dist)
+    val_logits = run_logits(run, data.val_inputs, data.val_labels, dist=dist)
+    test_logits = run_logits(run, data.test_inputs, data.test_labels, dist=dist)
+    train_logits = run_logits(run, data.train_inputs, data.train_labels, dist=dist)
     val_y, test_y = data.val_labels, data.test_labels
+    modality = run.modality or data.modality
 
     methods = [ts_method] + [m for m in TS_METHODS if m != ts_method]
     scalers = {
@@ -163,7 +233,28 @@ def evaluate(
         "test_after_by_method": {m: on(s.transform(test_logits), test_y) for m, s in scalers.items()},
         "val": {"before": on(val_logits, val_y), "after": on(main.transform(val_logits), val_y)},
         "train": on(train_logits, data.train_labels),  # un-augmented: the train accuracy reached is 1 - error
+        "samples": modality.noun,
+        "select_epoch": cfg.select_epoch,
+        "selected_epoch": run.selected_epoch if run.selected_epoch is not None else run.epoch,
     }
+    if data.info:
+        report["data"] = data.info
+    inputs_info = modality.info()  # text: the word vectors, their dimension, OOV words, the tokenizer's fit
+    if inputs_info:
+        report["inputs"] = inputs_info
+    extra = modality.extra_metrics(
+        model=run.model,
+        inputs=data.test_inputs,
+        labels=test_y,
+        predict=lambda model, source: predict_logits(model, source, dist=dist),
+        batch_size=cfg.resolved_eval_batch(run.device),
+        device=run.device,
+        temperature=float(main.temperature),
+        n_bins=n_bins,
+        bin_closed=bin_closed,
+    )
+    if extra:  # a data set's own metrics of the test split (binary SST: the paper's confidence), each labelled
+        report["test_extra"] = extra
     arrays = {
         "val_logits": val_logits,
         "val_labels": val_y,
@@ -202,7 +293,10 @@ def evaluate_run(
     run = with_eval_batch(load_run(run_dir, device=str(dev)), eval_batch_size)
     if run.note and echo:
         echo(f"note: {run.note}")
+    where = None
     if data is None:
         cfg = run.config if data_dir is None else run.config.replace(data_dir=data_dir)
-        data = prepare_data(cfg)
+        where = cfg.data_dir
+        data = prepare_data(cfg, word_vectors=False)  # the model's word vectors are in its checkpoint
+    check_same_data(run, data, where)
     return evaluate(run, data, n_bins=n_bins, ts_method=ts_method, bin_closed=bin_closed, dist=dist)

@@ -131,6 +131,11 @@ def score_run(
         raise InputError(f"unknown or no OOD scores {unknown}; choose from {', '.join(SCORES)}")
     folder = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
     run = with_eval_batch(load_run(folder, device=device), eval_batch_size)
+    if run.modality is not None and run.modality.name != "images":
+        raise InputError(
+            f"{folder.path} was trained on {run.modality.name} ({run.config.dataset}); the OOD and shifted sets are "
+            "images, so OOD scoring applies to image runs only"
+        )
     if run.note:
         say(f"note: {run.note}")
     config = run.config if data_dir is None else run.config.replace(data_dir=data_dir)

@@ -3,10 +3,12 @@
 On a GPU the choice follows the hardware: bfloat16 autocast with channels_last on compute capability 8.0+
 (bf16 tensor cores), float32 below. On a CPU the same rule of thumb fails both ways (an AVX512-BF16 CPU
 without AMX trains ResNet-20 1.9x faster in bf16; a laptop CPU emulates bf16 and is slower), so the
-default is measured: a few forward+backward steps of a copy of the run's model on random inputs, in each
-candidate setting, fastest wins. Candidates are float32 NCHW, float32 channels_last and, when the CPU has
-native bf16 (AVX512-BF16 or AMX-BF16), bf16 autocast NCHW and channels_last. ``--amp/--no-amp`` and
-``--channels-last/--no-channels-last`` fix their part of the choice (with both fixed nothing is measured).
+default is measured: a few forward+backward steps of a copy of the run's model on an example input (random
+images; for text, the run's own token ids or trees, from its data's modality), in each candidate setting,
+fastest wins. Candidates are float32 NCHW, float32 channels_last and, when the CPU has native bf16
+(AVX512-BF16 or AMX-BF16), bf16 autocast NCHW and channels_last; channels_last applies to images only.
+``--amp/--no-amp`` and ``--channels-last/--no-channels-last`` fix their part of the choice (with both fixed
+nothing is measured).
 ``torch.compile`` is never chosen automatically: its warm-up takes tens of seconds.
 
 Measurements are cached per (CPU model, torch version, threads, model and its options, input shape, candidates) in
@@ -25,8 +27,10 @@ import copy
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -94,18 +98,35 @@ def _key(model_name: str, input_shape, batch: int, candidates) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:20]
 
 
-class _Stepper:
-    """Forward+backward steps of a copy of a model in one setting, on fixed random inputs."""
+def _to_channels_last(x: Any) -> Any:
+    """4-D image batches in channels_last; any other input (token ids, trees) as it is."""
+    if isinstance(x, torch.Tensor) and x.ndim == 4:
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
 
-    def __init__(self, model: torch.nn.Module, input_shape, *, amp: bool, channels_last: bool, batch: int):
+
+class _Stepper:
+    """Forward+backward steps of a copy of a model in one setting, on a fixed input: ``example(batch)`` (the
+    run's kind of input, e.g. token ids or trees), else random images of ``input_shape``."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        input_shape,
+        *,
+        amp: bool,
+        channels_last: bool,
+        batch: int,
+        example: Callable[[int], Any] | None = None,
+    ):
         self.device = next(model.parameters()).device
         self.amp = amp
         self.model = copy.deepcopy(model).train()
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.x = torch.randn(batch, *input_shape, device=self.device)
+        self.x = example(batch) if example is not None else torch.randn(batch, *input_shape, device=self.device)
         if channels_last:
-            self.x = self.x.contiguous(memory_format=torch.channels_last)
+            self.x = _to_channels_last(self.x)
 
     def __call__(self) -> float:
         t0 = time.perf_counter()
@@ -119,17 +140,25 @@ class _Stepper:
 
 
 def measure_cpu(
-    model: torch.nn.Module, input_shape, candidates, *, batch: int = MEASURE_BATCH, rounds: int = STEPS
+    model: torch.nn.Module,
+    input_shape,
+    candidates,
+    *,
+    batch: int = MEASURE_BATCH,
+    rounds: int = STEPS,
+    example: Callable[[int], Any] | None = None,
 ) -> dict[str, float]:
     """Median seconds per step of each candidate ``(amp, channels_last)``: label -> seconds.
 
-    Every candidate first takes ``WARMUP`` untimed steps; then the candidates are timed in interleaved rounds
-    (one step each per round), so that a change of machine load hits all of them alike.
+    The model steps on ``example(batch)`` (any input the model takes), else on random images ``[batch,
+    *input_shape]``. Every candidate first takes ``WARMUP`` untimed steps; then the candidates are timed in
+    interleaved rounds (one step each per round), so that a change of machine load hits all of them alike.
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         steppers = {
-            _label(a, c): _Stepper(model, input_shape, amp=a, channels_last=c, batch=batch) for a, c in candidates
+            _label(a, c): _Stepper(model, input_shape, amp=a, channels_last=c, batch=batch, example=example)
+            for a, c in candidates
         }
         for step in steppers.values():
             for _ in range(WARMUP):
@@ -209,8 +238,17 @@ def resolve_precision(
     model: torch.nn.Module | None = None,
     input_shape=(3, 32, 32),
     use_cache: bool = True,
+    example: Callable[[int], Any] | None = None,
 ) -> Precision:
     """The training ``Precision`` for ``device``; ``None`` values are chosen (see the module docstring).
+
+    Args:
+        input_shape: one image's shape ``(C, H, W)`` (the random inputs measured), or, with ``example``, what
+            the example's cost depends on (part of the cache key; e.g. ``["tokens", 1000, V, d]``).
+        example: ``example(batch)`` returns a model input of ``batch`` samples on ``device`` (token ids, a tree
+            batch; :meth:`focalcal.data.Modality.example`); ``None``: random images of ``input_shape``.
+            Inputs that are not 4-D image tensors are measured in their own layout only: pass
+            ``channels_last=False``.
 
     On the CPU without a ``model`` to measure, undecided values fall back to float32 NCHW.
     """
@@ -241,7 +279,7 @@ def resolve_precision(
         except (json.JSONDecodeError, KeyError, TypeError, ValueError):
             pass  # a damaged cache entry is measured again
     t0 = time.perf_counter()
-    timings = measure_cpu(model, input_shape, candidates)
+    timings = measure_cpu(model, input_shape, candidates, example=example)
     best = min(candidates, key=lambda c: timings[_label(*c)])
     seconds = time.perf_counter() - t0
     if use_cache:

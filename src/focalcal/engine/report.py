@@ -42,6 +42,51 @@ def precision_text(p: dict[str, bool] | None) -> str:
     return ("bfloat16 autocast" if p["amp"] else "float32") + (", channels_last" if p["channels_last"] else "")
 
 
+def selection_lines(report: dict[str, Any]) -> list[str]:
+    """The epoch whose weights were evaluated, when training selected one (``select_epoch: best_val_acc``)."""
+    if report.get("select_epoch", "last") == "last":
+        return []
+    return [f"- weights of epoch {report['selected_epoch']} (the best validation accuracy of the epochs trained)"]
+
+
+def inputs_lines(info: dict[str, Any] | None) -> list[str]:
+    """What a text run's inputs were: the word vectors, their dimension, the out-of-vocabulary words, and what
+    the tokenizer (vocabulary) was fitted on."""
+    if not info:
+        return []
+    lines = []
+    if "word_vectors" in info:
+        oov = info.get("oov_words")
+        frac = info.get("oov_fraction")
+        lines.append(
+            f"- word vectors `{info['word_vectors']}`, {info.get('embedding_dim')} dimensions; "
+            f"{oov} of {info.get('vocabulary_size')} vocabulary words out of vocabulary"
+            + (f" ({100 * frac:.2f}%)" if isinstance(frac, (int, float)) else "")
+            + f", their rows {info.get('oov_init')}"
+        )
+    if "tokenizer_fit_on" in info:
+        fit = info["tokenizer_fit_on"]
+        said = {"train": "the training split", "all": "every split, test included (as the paper's code)"}
+        lines.append(f"- tokenizer / vocabulary fitted on {said.get(fit, repr(fit))} (fit_on={fit})")
+    if "root_logits" in info:
+        lines.append(f"- the table's metrics: {info['root_logits']}")
+    return lines
+
+
+def extra_lines(extra: dict[str, Any] | None) -> list[str]:
+    """A data set's own test metrics (e.g. binary SST's ECE with the paper's confidence), labelled."""
+    lines = []
+    for name, m in (extra or {}).items():
+        if not isinstance(m, dict) or "before" not in m:
+            continue
+        lines += [
+            f"**{name.replace('_', ' ')}**: {m.get('description', '')}: ECE {100 * m['before']['ece']:.2f}% before "
+            f"TS, {100 * m['after']['ece']:.2f}% after TS.",
+            "",
+        ]
+    return lines
+
+
 def report_markdown(report: dict[str, Any], title: str) -> str:
     t = report["temperature"]
     opts = ", ".join(f"{k}={v}" for k, v in report["loss_options"].items())
@@ -54,9 +99,12 @@ def report_markdown(report: dict[str, Any], title: str) -> str:
         f"- dataset `{report['dataset']}`, model `{report['model']}`, loss `{report['loss']}`"
         + (f" ({opts})" if opts else "")
         + f", {report['epochs_trained']} epochs",
-        f"- train {report['n_train']}, validation {report['n_val']}, test {report['n_test']} images;"
-        f" {report['n_bins']} {report.get('binning', 'equal-width bins [lo, hi)')}",
-        f"- train accuracy reached (un-augmented training images): {100 * (1 - report['train']['error']):.2f}%"
+        *selection_lines(report),
+        f"- train {report['n_train']}, validation {report['n_val']}, test {report['n_test']}"
+        f" {report.get('samples', 'images')}; {report['n_bins']} {report.get('binning', 'equal-width bins [lo, hi)')}",
+        *inputs_lines(report.get("inputs")),
+        f"- train accuracy reached (un-augmented training {report.get('samples', 'images')}): "
+        f"{100 * (1 - report['train']['error']):.2f}%"
         if "train" in report
         else "",
         f"- trained in {precision_text(report.get('training_precision'))}; evaluated in float32",
@@ -69,6 +117,7 @@ def report_markdown(report: dict[str, Any], title: str) -> str:
         "",
         "Error and calibration errors in %, NLL in nats, Brier score (sum over classes) as a fraction.",
         "",
+        *extra_lines(report.get("test_extra")),
         "![before](reliability_before.png) ![after](reliability_after.png)",
         "",
     ]

@@ -25,7 +25,11 @@ Every file has one writer (the table's last column), and every write is atomic (
 rename). A process that writes takes the folder's lock first (:meth:`RunFolder.lock`): an exclusive
 ``flock`` on ``.lock`` that the operating system releases when the process ends, however it ends, so a
 killed run never leaves a stale lock; a second process gets :class:`~focalcal.errors.RunLockedError`
-naming the holder's PID.
+naming the holder's PID. Taking the lock removes the temporary files that interrupted writes left behind.
+
+A folder is a run folder when it holds ``config.json`` (the first file training writes); other folders,
+such as the demo's summary folder, are never taken for runs. :meth:`RunFolder.find` finds the run folders
+at or under given paths (finished or not).
 """
 
 from __future__ import annotations
@@ -34,13 +38,14 @@ import contextlib
 import csv
 import errno
 import fcntl
+import glob
 import io
 import json
 import os
 import pickle
 import shutil
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -64,10 +69,14 @@ LOCK = Path(".lock")
 TENSORBOARD = Path("tensorboard")
 WANDB = Path("wandb")
 
+#: Files training writes (``--overwrite`` removes them, with the derived ones and the trackers' folders).
+TRAINING_FILES = (CHECKPOINT, FINAL, LOG, LOG_CSV, CONFIG, PROVENANCE)
 #: Files derived from the trained model (evaluation, OOD); a new training run removes them.
 DERIVED_GLOBS = ("report.json", "report.md", "logits.pt", "reliability_*.png", "ood.json", "ood.md", "ood_roc_*.png")
 _LOGIT_KEYS = ("val_logits", "val_labels", "test_logits", "test_labels")
-_STATE_KEYS = ("epoch", "config", "model", "mean", "std", "classes")
+_STATE_KEYS = ("epoch", "config", "model", "classes")
+#: What rebuilds the inputs' processing: ``modality`` (any data), or ``mean`` and ``std`` (image runs made before).
+_INPUT_KEYS = (("modality",), ("mean", "std"))
 
 
 def reliability_png(stage: str) -> Path:
@@ -76,6 +85,30 @@ def reliability_png(stage: str) -> Path:
 
 def ood_roc_png(score: str) -> Path:
     return Path(f"ood_roc_{score}.png")
+
+
+def _runs_under(root: Path) -> list[RunFolder]:
+    """The run folders at or under ``root`` in sorted path order, following links to folders, each folder once."""
+    runs, visited, stack = [], set(), [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            st = folder.stat()  # follows a link: a cycle reaches a folder already visited
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) in visited or not folder.is_dir():
+            continue
+        visited.add((st.st_dev, st.st_ino))
+        run = RunFolder(folder)
+        if run.is_run():
+            runs.append(run)
+            continue
+        try:
+            children = sorted((c for c in folder.iterdir() if c.is_dir()), reverse=True)
+        except OSError:  # unreadable: nothing found there
+            continue
+        stack += children
+    return runs
 
 
 class RunFolder:
@@ -99,17 +132,67 @@ class RunFolder:
     def __truediv__(self, name: str | os.PathLike) -> Path:
         return self.path / name
 
+    # -- finding runs -------------------------------------------------------------------------------------
+    def is_run(self) -> bool:
+        """Whether this folder is a run folder: it holds ``config.json`` (written when training starts)."""
+        return (self.path / CONFIG).is_file()
+
+    @classmethod
+    def find(cls, paths: Iterable[str | os.PathLike], *, evaluated: bool = False) -> tuple[list[RunFolder], list[str]]:
+        """The run folders at or under ``paths`` (finished or not), and a note for each path that holds none.
+
+        Each path is a run folder, a folder holding run folders at any depth (a sweep's root, the demo's
+        folder), or a glob pattern of either. Folders that are not runs (no ``config.json``, e.g. a folder
+        holding a summary of several runs) are looked through, never returned; a run folder is not looked
+        into. Symbolic links to folders are followed, each folder visited once (a link cycle ends there).
+
+        Args:
+            paths: folders or glob patterns, in the order wanted.
+            evaluated: only runs with a ``report.json`` (written by ``focalcal evaluate``).
+
+        Returns:
+            ``(runs, notes)``: the runs in the order of ``paths`` (sorted by path within each), each once
+            even when several paths reach it (through links too); ``notes`` are one line each
+            (``"PATH: why"``) for a path that does not exist or holds no (evaluated) run.
+        """
+        runs: list[RunFolder] = []
+        notes: list[str] = []
+        seen: set[tuple[int, int]] = set()  # (device, inode) of the runs returned
+        for pattern in map(str, paths):
+            matches = sorted(glob.glob(pattern)) or ([pattern] if Path(pattern).exists() else [])
+            if not matches:
+                notes.append(f"{pattern}: no such file or folder")
+            for match in matches:
+                found = [r for r in _runs_under(Path(match)) if not evaluated or r.has_report()]
+                if not found:
+                    what = "no evaluated run (no report.json)" if evaluated else "no run folder (no config.json)"
+                    notes.append(f"{match}: {what} at or under it")
+                for run in found:
+                    st = run.path.stat()
+                    if (st.st_dev, st.st_ino) not in seen:
+                        seen.add((st.st_dev, st.st_ino))
+                        runs.append(run)
+        return runs, notes
+
     # -- the lock -----------------------------------------------------------------------------------------
     @contextlib.contextmanager
     def lock(self) -> Iterator[RunFolder]:
         """Hold the folder's exclusive lock for the ``with`` block (re-entrant within one object).
 
+        On taking it, removes the temporary files that interrupted writes (a killed ``train``, ``evaluate``
+        or ``ood``) left in the folder (:meth:`remove_temp_files`): no other process can be writing them.
+        A folder that taking the lock created (with any parents it created) is removed again on release when
+        nothing but the lock file was written into it (a command that failed first leaves no empty folder).
+
         Raises:
             RunLockedError: another process holds it (the message names its PID).
+            RunFolderError: the path is a file, not a folder.
         """
         if self._lock_file is not None:  # already held by this object
             yield self
             return
+        self.check_not_file()
+        created = [p for p in (self.path, *self.path.parents) if not p.exists()]  # innermost first
         self.path.mkdir(parents=True, exist_ok=True)
         f = open(self.path / LOCK, "a+")
         try:
@@ -128,13 +211,35 @@ class RunFolder:
         f.flush()
         self._lock_file = f
         try:
+            self.remove_temp_files()
             yield self
         finally:
             self._lock_file = None
+            unused = bool(created) and [p.name for p in self.path.iterdir()] == [LOCK.name]
+            if unused:  # unlinked while still held: a process that opens .lock from now on makes a new file
+                (self.path / LOCK).unlink(missing_ok=True)
             f.close()  # closing releases the flock
+            for folder in created if unused else []:
+                try:
+                    folder.rmdir()  # only while empty: whatever another process put there stays
+                except OSError:
+                    break
+
+    def check_not_file(self) -> None:
+        """Raise :class:`~focalcal.errors.RunFolderError` when the path is a file (``evaluate run/config.json``):
+        a run folder is the folder ``focalcal train --out`` wrote, the one holding ``config.json``."""
+        if self.path.exists() and not self.path.is_dir():
+            parent = self.path.parent
+            hint = f" ({parent} is the run's folder)" if (parent / CONFIG).is_file() else ""
+            raise RunFolderError(
+                f"{self.path} is a file, not a run folder (the folder `focalcal train --out DIR` writes, holding "
+                f"{CONFIG}): give a folder{hint}"
+            )
 
     def remove_temp_files(self) -> list[Path]:
-        """Delete temporary files left by interrupted atomic writes (call with the lock held)."""
+        """Delete temporary files left by interrupted atomic writes of any of the folder's files
+        (``.NAME.XXXX.tmp``: ``.ood.json.*.tmp``, ``checkpoints/.last.pt.*.tmp``, ...); :meth:`lock` calls it.
+        Returns the paths removed."""
         return remove_temp_files(self.path) + remove_temp_files(self.path / CHECKPOINT.parent)
 
     # -- configuration and provenance ---------------------------------------------------------------------
@@ -242,6 +347,8 @@ class RunFolder:
             reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
             raise CheckpointError(f"{path} is damaged ({reason})") from None
         missing = [k for k in _STATE_KEYS if not isinstance(state, dict) or k not in state]
+        if isinstance(state, dict) and not any(all(k in state for k in keys) for keys in _INPUT_KEYS):
+            missing.append("modality")
         if missing:
             raise CheckpointError(f"{path} is not a focalcal checkpoint (missing {', '.join(missing)})")
         return state
@@ -327,9 +434,26 @@ class RunFolder:
         return save_figure(fig, self.path / name)[0]
 
     # -- starting again ---------------------------------------------------------------------------------
+    def run_files(self) -> list[Path]:
+        """The files and folders present here that a run writes (its training files, the derived ones,
+        ``tensorboard/``, ``wandb/``), relative to the folder, sorted: what :meth:`clear` would remove."""
+        named = [rel for rel in (*TRAINING_FILES, TENSORBOARD, WANDB) if (self.path / rel).exists()]
+        derived = [p.relative_to(self.path) for pattern in DERIVED_GLOBS for p in self.path.glob(pattern)]
+        return sorted({*named, *derived})
+
     def clear(self) -> None:
-        """Remove the training files and everything derived from them (``--overwrite``); keeps the lock."""
-        for rel in (CHECKPOINT, FINAL, LOG, LOG_CSV, CONFIG, PROVENANCE):
+        """Remove the training files and everything derived from them (``--overwrite``); keeps the lock.
+
+        Raises:
+            RunFolderError: the folder is not a run (no ``config.json`` or checkpoint) yet holds files named
+                like a run's (the user's own ``report.json``, say): nothing is removed.
+        """
+        if not (self.is_run() or self.has_checkpoint()) and self.run_files():
+            raise RunFolderError(
+                f"{self.path} is not a focalcal run (no {CONFIG} or checkpoint) but holds "
+                f"{', '.join(map(str, self.run_files()))}; nothing was removed: choose a new or empty folder"
+            )
+        for rel in TRAINING_FILES:
             (self.path / rel).unlink(missing_ok=True)
         self.clear_derived()
         for folder in (TENSORBOARD, WANDB):

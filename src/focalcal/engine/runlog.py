@@ -100,18 +100,33 @@ def read_run(run_dir: str | Path, *, label: str | None = None) -> RunLog:
     return RunLog(run.path, label, config, tuple(records))
 
 
-def read_runs(run_dirs: Sequence[str | Path], labels: Sequence[str] | None = None) -> list[RunLog]:
+def read_runs(
+    run_dirs: Sequence[str | Path], labels: Sequence[str] | None = None, *, skipped: list[str] | None = None
+) -> list[RunLog]:
     """Read several runs; labels shared by more than one run get the folder name appended.
 
+    ``skipped``: when given, a run that cannot be read (no log, a damaged ``config.json`` or log) is left
+    out and one line naming it and why is appended to this list, instead of raising; at least one run must
+    remain.
+
     Raises:
-        InputError: ``labels`` given with a different length than ``run_dirs``, or no runs.
-        FileNotFoundError / ValueError: as :func:`read_run`.
+        InputError: ``labels`` given with a different length than ``run_dirs``, or no runs (left).
+        FileNotFoundError / ValueError: as :func:`read_run` (without ``skipped``).
     """
     if not run_dirs:
         raise InputError("no run folders given")
     if labels is not None and len(labels) != len(run_dirs):
         raise InputError(f"got {len(labels)} labels for {len(run_dirs)} runs; give one --label per run")
-    runs = [read_run(d, label=None if labels is None else labels[i]) for i, d in enumerate(run_dirs)]
+    runs = []
+    for i, d in enumerate(run_dirs):
+        try:
+            runs.append(read_run(d, label=None if labels is None else labels[i]))
+        except (FileNotFoundError, CheckpointError) as exc:
+            if skipped is None:
+                raise
+            skipped.append(str(exc))  # the message names the run folder or file
+    if not runs:
+        raise InputError("no readable run: " + "; ".join(skipped or []))
     if labels is None:
         seen = [r.label for r in runs]
         runs = [
@@ -180,6 +195,7 @@ def read_reliability(run: RunLog | str | Path, *, n_bins: int | None = None) -> 
 
     Raises:
         FileNotFoundError: no ``logits.pt`` / ``report.json`` (run ``focalcal evaluate RUN`` first).
+        CheckpointError: a damaged ``report.json`` or ``logits.pt`` (named), or a temperature that is not positive.
     """
     if not isinstance(run, RunLog):
         run = read_run(run)
@@ -191,8 +207,14 @@ def read_reliability(run: RunLog | str | Path, *, n_bins: int | None = None) -> 
         )
     report = folder.read_report()
     saved = folder.read_logits()
-    method = report["ts_method"]
-    t = float(report["temperature"][method]["value"])
+    try:
+        method = report["ts_method"]
+        t = float(report["temperature"][method]["value"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(
+            f"{run.path / 'report.json'} is damaged (missing or malformed entry: {exc}); evaluate the run again "
+            f"(`focalcal evaluate {run.path}`)"
+        ) from None
     if not (math.isfinite(t) and t > 0):
         raise CheckpointError(f"{run.path / 'report.json'}: temperature {t} of method {method!r} is not positive")
     bins = int(report.get("n_bins", 15) if n_bins is None else n_bins)

@@ -6,8 +6,11 @@ lr schedule *after* the optimiser (the original code stepped it before), evaluat
 the epoch's record to the log and write ``checkpoints/last.pt`` atomically. Under ``torchrun`` (see
 :mod:`.distributed`) every rank trains on its shard with DistributedDataParallel, evaluation passes are
 sharded across ranks and gathered (every sample exactly once), and only rank 0 writes files.
-``resume=True`` continues from ``last.pt``; shuffling and augmentation are seeded per epoch, so a resumed
-run sees the same batches as an uninterrupted one.
+``resume=True`` continues from ``last.pt``; shuffling, augmentation and the global RNG (dropout) are seeded
+per epoch, so a resumed run sees the same batches and draws as an uninterrupted one. The data's modality
+(:class:`~focalcal.data.Modality`) makes the batch sources (images, token sequences, trees) and supplies the
+model options the data owns (word vectors); with ``select_epoch: best_val_acc`` ``last.pt`` also keeps the best
+validation epoch's weights, which ``final.pt`` then holds.
 """
 
 from __future__ import annotations
@@ -21,8 +24,16 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ..data import DataSplits, DeviceLoader, load_dataset, make_splits
-from ..errors import CheckpointError, DiskFullError, ResumeMismatchError, RunExistsError, TrainingDiverged
+from ..data import BatchSource, DataSplits, prepare_splits
+from ..errors import (
+    CheckpointError,
+    ConfigError,
+    DiskFullError,
+    ResumeMismatchError,
+    RunExistsError,
+    RunFolderError,
+    TrainingDiverged,
+)
 from ..losses import build_loss
 from ..metrics import calibration_summary
 from ..models import build_model, last_linear
@@ -38,28 +49,24 @@ from .distributed import (
     init_from_env,
 )
 from .dynamics import split_nll_entropy
+from .optim import Optimizers, Schedulers
 from .precision import eval_channels_last, resolve_precision
 from .provenance import session_record
 from .runfolder import CHECKPOINT, RunFolder
 
-__all__ = ["Trainer", "predict_logits", "prepare_data", "RunExistsError", "TrainingDiverged"]
+__all__ = ["Trainer", "predict_logits", "prepare_data", "start_mode", "RunExistsError", "TrainingDiverged"]
 
 
-def prepare_data(config: TrainConfig, *, download: bool = False) -> DataSplits:
-    """Load the configured dataset and make the train / validation / test splits."""
-    data = load_dataset(config.dataset, config.data_dir, download=download, image_size=config.image_size)
-    return make_splits(
-        data,
-        val_size=config.val_size,
-        split_seed=config.split_seed,
-        train_size=config.train_size,
-        test_size=config.test_size,
-    )
+def prepare_data(config: TrainConfig, *, download: bool = False, word_vectors: bool = True) -> DataSplits:
+    """Load the configured dataset and make the train / validation / test splits, through the data set
+    registry (:func:`focalcal.data.prepare_splits`); ``word_vectors=False`` skips reading a text data set's
+    word vectors (evaluation rebuilds the model from its checkpoint)."""
+    return prepare_splits(config, download=download, word_vectors=word_vectors)
 
 
 @torch.inference_mode()
 def predict_logits(
-    model: torch.nn.Module, loader: DeviceLoader, *, amp: bool = False, dist: DistInfo | None = None
+    model: torch.nn.Module, loader: BatchSource, *, amp: bool = False, dist: DistInfo | None = None
 ) -> torch.Tensor:
     """Logits ``[N, K]`` float32 on the CPU, in loader order, with the model in eval mode.
 
@@ -80,6 +87,62 @@ def predict_logits(
     if dist is not None and dist.enabled:
         return gather_rows(local, dist).cpu()
     return local.cpu()
+
+
+def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    """The global RNG's seed for one training epoch of one rank (distinct from the batch order's
+    ``seed * 100_003 + epoch``, so the two streams are not the same draws)."""
+    return ((seed * 100_003 + epoch) * 1_009 + rank) * 7 + 3
+
+
+def start_mode(run: RunFolder, config: TrainConfig, *, resume: bool = False, overwrite: bool = False) -> str:
+    """How training into ``run`` starts, checked before anything is written or removed (reads only).
+
+    Returns:
+        ``"resume"``: continue from ``checkpoints/last.pt`` (``resume``); ``"restart"``: remove the run's own
+        files (:meth:`RunFolder.clear`) and start at epoch 1 (``overwrite``, or ``resume`` of a run that
+        finished no epoch, with the same configuration); ``"new"``: start at epoch 1, removing nothing.
+
+    Raises:
+        RunExistsError: the folder holds a run and neither ``resume`` nor ``overwrite`` was asked for.
+        ResumeMismatchError: ``resume`` of a run that finished no epoch, with another configuration.
+        RunFolderError: the folder is not a run but holds files a run writes (``report.json``, ``log.jsonl``,
+            ...): they are never replaced, not even with ``overwrite``.
+    """
+    if run.has_checkpoint():
+        if resume:
+            return "resume"
+        if overwrite:
+            return "restart"
+        raise RunExistsError(
+            f"{run.path} already holds a run; pass --resume to continue it, --overwrite to start again, or choose "
+            "another --out"
+        )
+    if run.is_run():
+        if overwrite:
+            return "restart"
+        if resume:
+            saved = TrainConfig.from_dict(run.read_config()).protocol_dict()
+            now = config.protocol_dict()
+            diff = {k: (saved.get(k), now.get(k)) for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)}
+            if diff:
+                raise ResumeMismatchError(
+                    f"cannot resume {run.path}: the configuration differs from its config.json (key: (run, now)): "
+                    f"{diff}; resume with the run's own settings or start a new --out"
+                )
+            return "restart"  # it finished no epoch: nothing to continue from, nothing finished is lost
+        raise RunExistsError(
+            f"{run.path} holds a run that finished no epoch (config.json, no checkpoint); pass --resume to start it "
+            "again with its configuration, --overwrite to replace it, or choose another --out"
+        )
+    found = run.run_files()
+    if found:
+        raise RunFolderError(
+            f"{run.path} is not a focalcal run (no config.json or checkpoint) but holds "
+            f"{', '.join(map(str, found))}, which a run would replace; nothing was changed: choose a new or empty "
+            "--out (--overwrite replaces runs only)"
+        )
+    return "new"
 
 
 class Trainer:
@@ -127,15 +190,21 @@ class Trainer:
                 f"batch size {config.batch_size} must be divisible by the {self.dist.world_size} processes"
             )
         self.data = data if data is not None else prepare_data(config, download=download)
+        mod, train_x = self.data.modality, self.data.train_inputs
+        if not mod.memory_format and config.channels_last:
+            raise ConfigError(f"channels_last applies to images, not {mod.name}; unset it (--no-channels-last)")
 
         torch.manual_seed(config.seed)
-        self.model = build_model(config.model, self.data.num_classes, **config.model_options).to(self.device)
+        self.model = build_model(
+            config.model, self.data.training_classes, **config.model_options, **mod.model_options()
+        ).to(self.device)
         self.precision = resolve_precision(
             self.device,
             config.amp,
-            config.channels_last,
+            config.channels_last if mod.memory_format else False,
             model=self.model,
-            input_shape=self.data.train_images.shape[1:],
+            input_shape=mod.example_key(train_x),
+            example=None if mod.name == "images" else (lambda b: mod.example(train_x, b, self.device)),
         )
         # ranks on different hardware must still train alike (and DDP needs one memory format)
         self.amp, self.channels_last = all_ranks_true(
@@ -143,73 +212,67 @@ class Trainer:
         )
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.eval_channels_last = eval_channels_last(self.device, self.model, self.data.train_images.shape[1:])
+        self.eval_channels_last = mod.memory_format and eval_channels_last(
+            self.device, self.model, mod.example_key(train_x)
+        )
         # labels come from the data pipeline (always in [0, K)): skip the loss's per-step label check,
         # which would cost a host-device sync per step on CUDA
         options = {"validate": False, **config.loss_options}
-        self.loss_fn = build_loss(config.loss, num_classes=self.data.num_classes, **options)
+        if config.loss_normalization == "per_sample":  # summed over a batch's targets, divided by its samples
+            options["reduction"] = "sum"
+        self.loss_fn = build_loss(config.loss, num_classes=self.data.training_classes, **options)
         self.loss_fn.to(self.device)
-        self.optimizer = torch.optim.SGD(
-            self.model.parameters(),
-            lr=config.lr,
-            momentum=config.momentum,
-            nesterov=config.nesterov,
-            weight_decay=config.weight_decay,
-        )
-        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
-            self.optimizer, milestones=config.resolved_milestones(), gamma=config.lr_gamma
-        )
+        if getattr(self.loss_fn, "needs_validation", False) and self.data.training_classes != self.data.num_classes:
+            raise ConfigError(
+                f"loss {config.loss!r} adapts to validation predictions over its {self.data.training_classes} "
+                f"classes, but {config.dataset} evaluates {self.data.num_classes}; choose another loss"
+            )
+        self.optimizer = Optimizers(self.model, config)
+        self.scheduler = Schedulers(self.optimizer, config)
+        self.best: dict[str, Any] | None = None  # select_epoch best_val_acc: {"epoch", "val_acc", "model"}
         self.step_model = self._maybe_compile(self.model)
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.step_model = torch.nn.parallel.DistributedDataParallel(self.step_model, device_ids=ids)
 
-        d, mk = self.data, self._loader
-        self.train_loader = mk(
-            d.train_images,
-            d.train_labels,
-            config.batch_size // self.dist.world_size,
-            shuffle=True,
-            augment=config.augment,
-        )
+        mk = self._loader
+        self.train_loader = mk("train", config.batch_size // self.dist.world_size, train=True)
         self.eval_batch = config.resolved_eval_batch(self.device)
-        self.val_loader = mk(d.val_images, d.val_labels, self.eval_batch)
-        self.test_loader = mk(d.test_images, d.test_labels, self.eval_batch)
-        n_dyn = min(config.dynamics_train_size, d.train_images.shape[0])
-        self.dyn_train_loader = (
-            mk(d.train_images[:n_dyn], d.train_labels[:n_dyn], self.eval_batch) if n_dyn > 0 else None
-        )
+        self.val_loader = mk("val", self.eval_batch)
+        self.test_loader = mk("test", self.eval_batch)
+        n_dyn = min(config.dynamics_train_size, self.data.rows("train"))
+        self.dyn_train_loader = mk("train", self.eval_batch, rows=torch.arange(n_dyn)) if n_dyn > 0 else None
         self.dyn_test_loader = self._dynamics_test_loader()
 
-    def _loader(self, images, labels, batch_size, *, shuffle=False, augment=False) -> DeviceLoader:
-        """A training loader (``shuffle``) in the training memory format, or an evaluation loader in the
-        measured evaluation format."""
-        return DeviceLoader(
-            images,
-            labels,
+    def _loader(self, split: str, batch_size: int, *, train: bool = False, rows=None) -> BatchSource:
+        """A training source (``train``: shuffled, augmented, this rank's share, in the training memory
+        format) or an evaluation source (in order, in the measured evaluation format) of ``split`` (or its
+        samples ``rows``), as the data's modality batches it."""
+        return self.data.source(
+            split,
+            rows=rows,
             batch_size=batch_size,
-            mean=self.data.mean,
-            std=self.data.std,
             device=self.device,
-            shuffle=shuffle,
-            augment=augment,
+            train=train,
             seed=self.config.seed,
-            channels_last=self.channels_last if shuffle else self.eval_channels_last,
-            rank=self.dist.rank if shuffle else 0,
-            world_size=self.dist.world_size if shuffle else 1,
+            augment=self.config.augment and train,
+            rank=self.dist.rank if train else 0,
+            world_size=self.dist.world_size if train else 1,
+            channels_last=self.channels_last if train else self.eval_channels_last,
+            model=self.model,
         )
 
-    def _dynamics_test_loader(self) -> DeviceLoader | None:
-        """The test images evaluated each epoch: all of them, or a fixed seeded subset (dynamics_test_size)."""
-        size, d = self.config.dynamics_test_size, self.data
-        n = d.test_images.shape[0]
+    def _dynamics_test_loader(self) -> BatchSource | None:
+        """The test samples evaluated each epoch: all of them, or a fixed seeded subset (dynamics_test_size)."""
+        size = self.config.dynamics_test_size
+        n = self.data.rows("test")
         if size == 0:
             return None
         if size is None or size >= n:
             return self.test_loader
         g = torch.Generator().manual_seed(self.config.split_seed)
         idx = torch.randperm(n, generator=g)[:size].sort().values
-        return self._loader(d.test_images[idx], d.test_labels[idx], self.eval_batch)
+        return self._loader("test", self.eval_batch, rows=idx)
 
     def _maybe_compile(self, model: torch.nn.Module) -> torch.nn.Module:
         self.compiled = False
@@ -220,7 +283,7 @@ class Trainer:
             # compilation is lazy: trigger it on a tiny eval-mode batch (no BN statistics change) so a
             # missing compiler toolchain shows here, where we can fall back, not at the first training step
             model.eval()
-            x = torch.zeros(2, *self.data.train_images.shape[1:], device=self.device)
+            x = self.data.modality.example(self.data.train_inputs, 2, self.device)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.no_grad(), autocast(self.device, self.amp):  # as in training: bf16 graph if amp
@@ -233,24 +296,49 @@ class Trainer:
             self.echo(f"torch.compile unavailable ({type(exc).__name__}: {exc}); training uncompiled")
             return model
 
-    def predict(self, loader: DeviceLoader) -> torch.Tensor:
+    def predict(self, loader: BatchSource) -> torch.Tensor:
         """Float32 logits of ``loader``'s samples (sharded across ranks under torchrun; all rows on every rank)."""
         return predict_logits(self.model, loader, dist=self.dist)
 
     # -- state -------------------------------------------------------------------------------------------
     def _state(self, epoch: int) -> dict[str, Any]:
-        return {
+        """Everything a checkpoint holds: training state, and what rebuilds the model without the data (the
+        modality's state, the model options the data supplied, without tensors, and the training head's
+        width)."""
+        mod = self.data.modality
+        state = {
             "epoch": epoch,
             "config": self.config.to_dict(),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "loss": self.loss_fn.state_dict(),
-            "mean": self.data.mean,
-            "std": self.data.std,
             "classes": self.data.classes,
+            "modality": mod.state(),
+            "data_model_options": mod.stored_model_options(),
+            "head_classes": self.data.training_classes,
+            "data_info": self.data.info or {},
             "precision": {"amp": self.amp, "channels_last": self.channels_last},  # as the last epoch ran
         }
+        if mod.name == "images":  # the keys image checkpoints have always had (older readers use them)
+            state["mean"], state["std"] = self.data.mean, self.data.std
+        if self.best is not None:
+            state["best"] = self.best
+        return state
+
+    def _final_state(self) -> dict[str, Any]:
+        """``final.pt``: the trained model (with ``select_epoch: best_val_acc``, the selected epoch's weights;
+        ``selected_epoch`` says which), no optimiser state."""
+        state = {k: v for k, v in self._state(self.config.epochs).items() if k not in ("optimizer", "scheduler")}
+        state.pop("best", None)
+        state["selected_epoch"] = self.config.epochs
+        if self.config.select_epoch == "best_val_acc":
+            if self.best is None:
+                raise CheckpointError(f"{self.run.path}: no epoch was selected (no validation pass was recorded)")
+            state["model"], state["selected_epoch"] = self.best["model"], int(self.best["epoch"])
+            state["selected_val_acc"] = float(self.best["val_acc"])
+        state["select_epoch"] = self.config.select_epoch
+        return state
 
     def _restore(self) -> int:
         try:
@@ -276,11 +364,14 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.loss_fn.load_state_dict(state["loss"])
+        self.best = state.get("best")
         return int(state["epoch"])
 
     def _prepare_run_dir(self, resume: bool, overwrite: bool) -> int:
         """Returns the number of epochs already done. Called by every rank; only rank 0 writes."""
-        if self.run.has_checkpoint() and resume:
+        how = start_mode(self.run, self.config, resume=resume, overwrite=overwrite)
+        barrier(self.dist)  # every rank decides before rank 0 writes (a config.json it wrote would read as a run)
+        if how == "resume":
             start = self._restore()
             if self.dist.is_main:
                 self.run.truncate_log(start)
@@ -288,13 +379,9 @@ class Trainer:
                     self.run.clear_derived()
                 self.run.write_config(self.config.to_dict())  # runtime keys (device, data_dir, ...) as resumed
             return start
-        if self.run.has_checkpoint() and not overwrite:
-            raise RunExistsError(
-                f"{self.run.path} already holds a run; pass --resume to continue it, "
-                "--overwrite to start again, or choose another --out"
-            )
         if self.dist.is_main:
-            self.run.clear()
+            if how == "restart":  # the run's own files only (RunFolder.clear)
+                self.run.clear()
             self.run.write_config(self.config.to_dict())
         return 0
 
@@ -346,15 +433,19 @@ class Trainer:
                     f"{', channels_last' if self.channels_last else ''}{', compiled' if self.compiled else ''}"
                     f" ({self.precision.reason})"
                 )
+                info = self.data.modality.info()
+                if "word_vectors" in info:
+                    self.echo(
+                        f"word vectors {info['word_vectors']} ({info['embedding_dim']} dimensions): "
+                        f"{info['oov_words']} of {info['vocabulary_size']} vocabulary words out of vocabulary; "
+                        f"tokenizer fitted on {info['tokenizer_fit_on']}"
+                    )
             for epoch in range(start, self.config.epochs):
                 record = self._run_epoch(epoch)
                 if self.dist.is_main:
                     self._save_epoch(epoch, record)
             if self.dist.is_main:
-                final = {
-                    k: v for k, v in self._state(self.config.epochs).items() if k not in ("optimizer", "scheduler")
-                }
-                self._disk_guard(self.run.save_final, final, epoch=self.config.epochs)
+                self._disk_guard(self.run.save_final, self._final_state(), epoch=self.config.epochs)
             barrier(self.dist)
         return self.run.path
 
@@ -387,6 +478,9 @@ class Trainer:
 
     def _run_epoch(self, epoch: int) -> dict[str, Any]:
         t0 = time.perf_counter()
+        # the global RNG (dropout, e.g. the text models') restarts from (seed, epoch, rank) every epoch, as the
+        # batch order and augmentation do, so a resumed run draws what an uninterrupted one would
+        torch.manual_seed(epoch_seed(self.config.seed, epoch, self.dist.rank))
         self.loss_fn.set_epoch(epoch, self.config.epochs)
         lr = self.optimizer.param_groups[0]["lr"]
         train_loss, train_acc = self._train_epoch(epoch)
@@ -417,6 +511,11 @@ class Trainer:
             "amp": self.amp,  # as resolved for this device (a resumed run may differ from its start)
             "channels_last": self.channels_last,
         }
+        if self.config.select_epoch == "best_val_acc":
+            if self.best is None or record["val_acc"] > self.best["val_acc"]:  # the first of equals stays
+                weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                self.best = {"epoch": epoch + 1, "val_acc": record["val_acc"], "model": weights}
+            record["selected_epoch"] = self.best["epoch"]
         gamma = getattr(self.loss_fn, "gamma", None)
         if isinstance(gamma, (int, float)) or (isinstance(gamma, torch.Tensor) and gamma.numel() == 1):
             record["gamma"] = float(gamma)
@@ -447,8 +546,12 @@ class Trainer:
         params = [p for p in self.model.parameters() if p.requires_grad]
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
-        per_batch_mean = getattr(loss_fn, "reduction", "mean") == "mean"
-        sum_reduced = getattr(loss_fn, "reduction", "mean") == "sum"
+        # loss_sum accumulates the loss summed over targets (an image, a labelled tree node); per_sample divides
+        # each batch's sum by its samples (trees) for the step, so the logged loss is per sample, else per target
+        per_sample = cfg.loss_normalization == "per_sample"
+        per_batch_mean = not per_sample and getattr(loss_fn, "reduction", "mean") == "mean"
+        sum_reduced = not per_sample and getattr(loss_fn, "reduction", "mean") == "sum"
+        n_targets = n_samples = 0
         batches = self.train_loader.epoch(epoch)
         bar = tqdm(
             batches,
@@ -461,7 +564,10 @@ class Trainer:
             with autocast(self.device, self.amp):
                 logits = model(x)
             loss = loss_fn(logits, y)
-            if sum_reduced and self.dist.enabled:
+            batch_samples = len(x)  # images, documents or trees (y holds one label per target)
+            if per_sample:  # DDP's average over processes of equal batches is then the global per-sample mean
+                loss = loss / batch_samples
+            elif sum_reduced and self.dist.enabled:
                 loss = loss * self.dist.world_size  # DDP averages gradients; a sum must stay a sum
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -469,11 +575,16 @@ class Trainer:
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             opt.step()
             with torch.no_grad():  # accumulated on the device; read once per epoch (no per-step sync)
-                loss_sum += loss.detach() * (y.shape[0] if per_batch_mean else 1 / self.dist.world_size)
+                scale = y.shape[0] if per_batch_mean else (batch_samples if per_sample else 1 / self.dist.world_size)
+                loss_sum += loss.detach() * scale
                 correct += (logits.argmax(1) == y).sum()
+            n_targets += y.shape[0]
+            n_samples += batch_samples
         totals = all_reduce_sum(torch.stack([loss_sum, correct.to(loss_sum.dtype)]), self.dist)
-        n = self.train_loader.num_samples * self.dist.world_size
-        loss_value, correct = float(totals[0]) / n, totals[1]
+        counts = all_reduce_sum(torch.tensor([n_targets, n_samples], dtype=torch.int64, device=self.device), self.dist)
+        n_targets, n_samples = int(counts[0]), int(counts[1])
+        loss_value, correct = float(totals[0]) / (n_samples if per_sample else n_targets), totals[1]
+        n = n_targets  # the training accuracy is over targets (every labelled node of a tree)
         if not torch.isfinite(torch.tensor(loss_value)):
             raise TrainingDiverged(
                 f"training diverged: the loss became {loss_value} in epoch {epoch + 1}; {self._last_good(epoch)}; "

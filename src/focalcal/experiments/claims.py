@@ -1,7 +1,9 @@
 """The paper's claims, measured on a set of runs (e.g. the ``cpu`` family over seeds), with 95% intervals.
 
 Each claim compares losses on the same seeds: for every seed the difference (focal minus cross-entropy, say)
-is computed, and the claim's verdict comes from the 95% t-interval of the mean difference over seeds:
+is computed, and the claim's verdict comes from the 95% t-interval of the mean difference over seeds, clipped
+to the range of the difference (:func:`focalcal.metrics.intervals.seed_interval`; no interval, so no verdict,
+below 3 seeds):
 
 - **holds**: the interval lies entirely on the side the paper claims;
 - **not shown**: the interval contains 0 (the data cannot tell at this number of seeds);
@@ -24,23 +26,25 @@ test subset), the rest from ``report.json`` and ``ood.json``.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import glob
 import io
 import json
 import math
+import os
 import re
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
-from ..atomic import atomic_write_text
+from ..atomic import atomic_write_text, is_temp_file
 from ..engine import RunFolder
 from ..errors import InputError
+from ..metrics.intervals import MIN_SEEDS, NONNEGATIVE, UNBOUNDED, UNIT_RANGE, difference_bounds, seed_interval
 from .table import RunResult, Tables, build, csv_rows, markdown
 
 FOCAL = ("FL-3", "FLSD-53")
@@ -49,45 +53,50 @@ CAL_METRICS = (("ece", "ECE"), ("adaptive_ece", "AdaECE"), ("classwise_ece", "Cl
 
 @dataclass
 class Diff:
-    """The mean over seeds of a paired difference, its 95% t-interval, and the seeds used."""
+    """The mean over seeds of a paired difference, its 95% interval (NaN when there is none: below
+    :data:`~focalcal.metrics.intervals.MIN_SEEDS` seeds), the seeds' differences, and the interval's note."""
 
     mean: float
     low: float
     high: float
     n: int
     values: list[float] = field(default_factory=list)
+    note: str = ""
 
     def verdict(self, want: str) -> str:
         """``want``: ``"negative"`` (the claim says the difference is below 0) or ``"positive"``."""
         if self.n == 0:
             return "not shown (no seed run for both)"
-        if self.n < 2:
-            return "not shown (one seed)"
+        if self.n < MIN_SEEDS or math.isnan(self.low):
+            return f"not shown ({self.n} seed{'s' if self.n > 1 else ''}: no interval below {MIN_SEEDS})"
         below, above = self.high < 0, self.low > 0
         if want == "negative":
             return "holds" if below else ("fails" if above else "not shown")
         return "holds" if above else ("fails" if below else "not shown")
 
 
-def paired(values_a: dict[int, float], values_b: dict[int, float]) -> Diff:
-    """``a - b`` over the seeds both have."""
+def paired(
+    values_a: dict[int, float],
+    values_b: dict[int, float],
+    bounds_a: tuple[float, float] = UNBOUNDED,
+    bounds_b: tuple[float, float] = UNBOUNDED,
+    scale: float = 100.0,
+) -> Diff:
+    """``a - b`` over the seeds both have, with the t-interval clipped to the range of the difference
+    (``bounds_a`` / ``bounds_b``: the ranges of a and b; ``scale``: their display scale, for the note)."""
     seeds = sorted(set(values_a) & set(values_b))
-    d = np.array([values_a[s] - values_b[s] for s in seeds], dtype=float)
-    if len(d) == 0:
-        return Diff(math.nan, math.nan, math.nan, 0)
-    mean = float(d.mean())
-    if len(d) < 2:
-        return Diff(mean, math.nan, math.nan, 1, list(d))
-    half = float(stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d)))
-    return Diff(mean, mean - half, mean + half, len(d), list(d))
+    d = [values_a[s] - values_b[s] for s in seeds]
+    if not d:
+        return Diff(math.nan, math.nan, math.nan, 0, note="no interval: no seed run for both")
+    ci = seed_interval(d, bounds=difference_bounds(bounds_a, bounds_b), scale=scale)
+    low, high = (math.nan, math.nan) if ci.low is None else (ci.low, ci.high)
+    return Diff(ci.mean, low, high, ci.n, d, ci.note)
 
 
-def mean_ci(values: Sequence[float]) -> tuple[float, float, float]:
-    v = np.asarray(values, dtype=float)
-    if len(v) < 2:
-        return float(v.mean()), math.nan, math.nan
-    half = float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
-    return float(v.mean()), float(v.mean()) - half, float(v.mean()) + half
+def mean_ci(values: Sequence[float], bounds: tuple[float, float] = UNBOUNDED) -> tuple[float, float, float]:
+    """Mean and clipped t-interval of ``values`` (NaN limits below 3 values), as :func:`paired`."""
+    ci = seed_interval(values, bounds=bounds)
+    return (ci.mean, math.nan, math.nan) if ci.low is None else (ci.mean, ci.low, ci.high)
 
 
 # -- per-run quantities --------------------------------------------------------------------------------
@@ -170,6 +179,7 @@ def _row(what: str, d: Diff, want: str, scale: float = 100.0, units: str = "poin
         "n": d.n,
         "verdict": d.verdict(want),
         "units": units,
+        "interval": d.note,
     }
 
 
@@ -205,7 +215,7 @@ def evaluate_claims(tables: Tables) -> list[Claim]:
         rows = [
             _row(
                 f"{f} - CE, {title} {words}",
-                paired(_per_seed(by[f], metric(stage, key)), _per_seed(ce, metric(stage, key))),
+                paired(_per_seed(by[f], metric(stage, key)), _per_seed(ce, metric(stage, key)), UNIT_RANGE, UNIT_RANGE),
                 "negative",
             )
             for f in focal
@@ -218,19 +228,24 @@ def evaluate_claims(tables: Tables) -> list[Claim]:
     rows = [
         _row(
             f"{f} - CE, test error",
-            paired(_per_seed(by[f], metric("before", "error")), _per_seed(ce, metric("before", "error"))),
+            paired(
+                _per_seed(by[f], metric("before", "error")),
+                _per_seed(ce, metric("before", "error")),
+                UNIT_RANGE,
+                UNIT_RANGE,
+            ),
             "negative",
         )
         for f in focal
     ]
     for r in rows:  # "without higher error": only a significant increase refutes it
-        if r["n"] >= 2:
+        if r["n"] >= MIN_SEEDS:
             r["verdict"] = {"fails": "fails", "holds": "holds (lower error)"}.get(
                 r["verdict"], "holds (no significant difference)"
             )
     verdict3 = _summary(rows) if not rows else ("fails" if any(r["verdict"] == "fails" for r in rows) else "holds")
-    if rows and any(r["n"] < 2 for r in rows):
-        verdict3 = "not shown (one seed)"
+    if rows and any(r["n"] < MIN_SEEDS for r in rows):
+        verdict3 = f"not shown (fewer than {MIN_SEEDS} seeds: no interval)"
     claims.append(Claim(3, "... without higher test error", rows, verdict3))
 
     dyn = {label: {r.seed: nll_dynamics(_log(r)) for r in runs} for label, runs in by.items()}
@@ -252,7 +267,9 @@ def evaluate_claims(tables: Tables) -> list[Claim]:
             else:
                 vals = {s: d[key] for s, d in ce_dyn.items()}
             vals = {s: v for s, v in vals.items() if not math.isnan(v)}
-            rows.append(_row(what, paired(vals, dict.fromkeys(vals, 0.0)), want, scale=1.0, units="nats"))
+            rises = key in ("nll_rise", "nll_incorrect_rise")  # a rise from a minimum is >= 0
+            diff = paired(vals, dict.fromkeys(vals, 0.0), NONNEGATIVE if rises else UNBOUNDED, (0.0, 0.0), scale=1.0)
+            rows.append(_row(what, diff, want, scale=1.0, units="nats"))
         claims.append(
             Claim(
                 4,
@@ -269,7 +286,8 @@ def evaluate_claims(tables: Tables) -> list[Claim]:
         for hi_label, lo_label in zip(chain, chain[1:]):
             a = {s: d["nll_rise"] for s, d in dyn[lo_label].items() if d}
             b = {s: d["nll_rise"] for s, d in dyn[hi_label].items() if d}
-            rows.append(_row(f"NLL rise, {lo_label} - {hi_label} (nats)", paired(a, b), "negative", 1.0, "nats"))
+            diff = paired(a, b, NONNEGATIVE, NONNEGATIVE, scale=1.0)
+            rows.append(_row(f"NLL rise, {lo_label} - {hi_label} (nats)", diff, "negative", 1.0, "nats"))
         if rows:
             claims.append(
                 Claim(
@@ -279,8 +297,12 @@ def evaluate_claims(tables: Tables) -> list[Claim]:
 
     rows = []
     for f in focal:
-        early = paired(_per_seed(by[f], lambda r: weight_norms(r)[0]), _per_seed(ce, lambda r: weight_norms(r)[0]))
-        late = paired(_per_seed(by[f], lambda r: weight_norms(r)[1]), _per_seed(ce, lambda r: weight_norms(r)[1]))
+        early = paired(
+            _per_seed(by[f], lambda r: weight_norms(r)[0]), _per_seed(ce, lambda r: weight_norms(r)[0]), scale=1.0
+        )
+        late = paired(
+            _per_seed(by[f], lambda r: weight_norms(r)[1]), _per_seed(ce, lambda r: weight_norms(r)[1]), scale=1.0
+        )
         rows.append(_row(f"{f} - CE, weight norm after epoch 1", early, "positive", 1.0, ""))
         rows.append(_row(f"{f} - CE, weight norm after the last epoch", late, "negative", 1.0, ""))
     if rows:
@@ -302,7 +324,8 @@ def evaluate_claims(tables: Tables) -> list[Claim]:
             for f in focal:
                 a = {k: v for k, v in _per_seed(by[f], auroc).items() if not math.isnan(v)}
                 b = {k: v for k, v in _per_seed(ce, auroc).items() if not math.isnan(v)}
-                rows.append(_row(f"{f} - CE, entropy AUROC on {ood_set}, {words}", paired(a, b), "positive"))
+                diff = paired(a, b, UNIT_RANGE, UNIT_RANGE)
+                rows.append(_row(f"{f} - CE, entropy AUROC on {ood_set}, {words}", diff, "positive"))
     if rows:
         claims.append(
             Claim(7, "Focal loss has a higher OOD AUROC (softmax entropy) before and after TS", rows, _summary(rows))
@@ -320,10 +343,12 @@ def claims_markdown(claims: Sequence[Claim], n_seeds: int) -> str:
         for r in c.rows:
             unit = f" {r['units']}" if r["units"] else ""
             f = "+.3f" if r["units"] == "nats" else "+.2f"
-            ci = "" if math.isnan(r["low"]) else f" [{r['low']:{f}}, {r['high']:{f}}]"
+            none = math.isnan(r["low"])
+            ci = "" if none else f" [{r['low']:{f}}, {r['high']:{f}}]"
+            n = f"n={r['n']}, no interval" if none and r["n"] > 0 else f"n={r['n']}"
             lines.append(
                 f"| {c.number if first else ''} | {c.text if first else ''} | {r['what']}: {r['mean']:{f}}{unit}{ci} "
-                f"(n={r['n']}) | {r['verdict']} |"
+                f"({n}) | {r['verdict']} |"
             )
             first = False
         lines.append(f"| | | **claim {c.number} overall** | **{c.summary}** |")
@@ -334,12 +359,91 @@ def claims_markdown(claims: Sequence[Claim], n_seeds: int) -> str:
 SUMMARY_FILES = ("config.json", "report.json", "log.jsonl")
 
 
-def export_summaries(tables: Tables, dest) -> list:
+EXPORT_FILES = (*SUMMARY_FILES, "ood.json")
+PAGE_FILES = ("claims.md", "claims.csv", "table.csv")
+_FIGURES = ("fig2_nll_entropy.png", "fig3_test_nll.png", "fig4_g.png", "fig5_weight_norm.png", "fig6_error_bars.png")
+_SEED_FOLDER = re.compile(r"seed-?[0-9]+")
+
+
+def _export_contents(dest: Path) -> tuple[list[Path], list[Path]]:
+    """``(own, other)``: the files under ``dest`` an export writes (``<dataset>/<model>/<loss>/seed<N>/`` +
+    one of :data:`EXPORT_FILES`, or an interrupted write's temporary file there), and everything else (any
+    other file, folder layout or link), which an export never removes."""
+    if not dest.exists() and not dest.is_symlink():
+        return [], []
+    if dest.is_symlink() or not dest.is_dir():
+        return [], [dest]
+    own, other = [], []
+    for root, dirs, files in os.walk(dest):
+        here = Path(root)
+        depth = len(here.relative_to(dest).parts)
+        for d in list(dirs):
+            if (here / d).is_symlink() or depth >= 4:
+                other.append(here / d)
+                dirs.remove(d)
+        for name in files:
+            path = here / name
+            rel = path.relative_to(dest).parts
+            ours = len(rel) == 5 and _SEED_FOLDER.fullmatch(rel[3]) and (name in EXPORT_FILES or is_temp_file(name))
+            (own if ours and not path.is_symlink() else other).append(path)
+    return sorted(own), sorted(other)
+
+
+def _check_destination(tables: Tables, dest: Path, *, sources: Sequence[Path] = (), overwrite: bool) -> list[Path]:
+    """Refuse an export into ``dest`` that could lose anything; returns the earlier export's files to replace.
+
+    Raises:
+        InputError: ``dest`` holds or lies inside a run read (or a path given); it holds files an export does
+            not write (never removed, not even with ``overwrite``); or it holds an earlier export and
+            ``overwrite`` is not set.
+    """
+    target = dest.resolve()
+    read = [r.path for runs in tables.groups.values() for r in runs] + list(sources)
+    for path in read:
+        where = Path(path).resolve()
+        if where == target or target in where.parents or where in target.parents:
+            raise InputError(
+                f"the export folder {dest} would hold or lie inside {path}, which is read: choose another --out "
+                "(nothing was changed)"
+            )
+    own, other = _export_contents(dest)
+    if other:
+        shown = ", ".join(str(p) for p in other[:3]) + (f" and {len(other) - 3} more" if len(other) > 3 else "")
+        raise InputError(
+            f"{dest} holds files that an export of run summaries does not write ({shown}); they are left alone: "
+            "choose another --out (nothing was changed)"
+        )
+    if own and not overwrite:
+        raise InputError(
+            f"{dest} holds an earlier export ({len(own)} files); pass --overwrite to replace it, or choose another "
+            "--out (nothing was changed)"
+        )
+    return own
+
+
+def _remove_export(dest: Path, files: Sequence[Path]) -> None:
+    """Remove an earlier export's ``files`` (see :func:`_export_contents`) and the folders they leave empty."""
+    for path in files:
+        path.unlink(missing_ok=True)
+    for folder in sorted({p.parent for p in files} | {q for p in files for q in p.parents}, reverse=True):
+        if folder == dest or dest in folder.parents:
+            with contextlib.suppress(OSError):  # not empty: something else is in it, keep it
+                folder.rmdir()
+
+
+def export_summaries(tables: Tables, dest, *, overwrite: bool = False, sources: Sequence[Path] = ()) -> list:
     """Copy each run's small files (config, report, log, and ood.json with the entropy ROC curves only) to
-    ``dest/<dataset>/<model>/<loss>/seed<N>``: enough to rebuild every table and figure of the page."""
+    ``dest/<dataset>/<model>/<loss>/seed<N>``: enough to rebuild every table and figure of the page.
+
+    ``dest`` must be new or empty, or hold an earlier export (replaced with ``overwrite``: its own files
+    only, so runs of an earlier export never leak in). It never holds or lies inside a run read or a path in
+    ``sources``.
+
+    Raises:
+        InputError: see :func:`_check_destination`; two runs of one experiment with one seed.
+    """
     dest = Path(dest)
-    if dest.exists():  # this folder is the export's own: runs of an earlier export must not leak in
-        shutil.rmtree(dest)
+    _remove_export(dest, _check_destination(tables, dest, sources=sources, overwrite=overwrite))
     out = []
     for (dataset, model, label), runs in tables.groups.items():
         slug = re.sub(r"[^A-Za-z0-9.=,+-]+", "_", label).strip("_")
@@ -425,12 +529,39 @@ def _figures(tables: Tables, out) -> list[tuple[str, str]]:
     return figures
 
 
-def write_page(patterns: Sequence[str], out, *, title: str = "The paper's claims at CPU scale") -> dict[str, Any]:
+def write_page(
+    patterns: Sequence[str], out, *, title: str = "The paper's claims at CPU scale", overwrite: bool = False
+) -> dict[str, Any]:
     """Export the runs' summaries to ``out/runs``, rebuild every number from them, and write ``out/claims.md``
-    (the page), ``out/claims.csv``, ``out/table.csv`` and the figures. Returns the pieces."""
+    (the page), ``out/claims.csv``, ``out/table.csv`` and the figures. Returns the pieces, with ``skipped``:
+    one line per path or run left out (a damaged ``config.json`` / ``report.json``, an unfinished run).
+
+    ``out`` must not hold a page yet, or hold an earlier page (its ``runs/`` export beside it) and
+    ``overwrite`` be set: then the earlier export's own files are replaced; nothing else is ever removed.
+
+    Raises:
+        InputError: ``out/runs`` would hold or lie inside a run read; it holds files an export does not write;
+            ``out`` holds page files (``claims.md``, ``table.csv``, ...) with no earlier export beside them; or
+            an earlier page without ``overwrite`` (all checked before anything is written).
+    """
     out = Path(out)
     source = build(patterns, bootstrap=False)
-    export_summaries(source, out / "runs")
+    given = [Path(m) for pattern in patterns for m in (glob.glob(pattern) or [pattern]) if Path(m).exists()]
+    earlier = _check_destination(source, out / "runs", sources=given, overwrite=True)
+    names = [*PAGE_FILES, *_FIGURES, *(f"fig7_roc_{s.replace(':', '-')}.png" for s in source.ood_sets)]
+    present = [name for name in names if (out / name).exists()]
+    if present and not earlier:
+        raise InputError(
+            f"{out} holds {', '.join(present)}, which the claims page would replace, but no earlier export "
+            f"({out / 'runs'}) beside them: they are not a page of focalcal claims; choose another --out "
+            "(nothing was changed)"
+        )
+    if (present or earlier) and not overwrite:
+        raise InputError(
+            f"{out} holds an earlier claims page ({', '.join([*present[:3], 'runs/'] if earlier else present[:3])}"
+            "); pass --overwrite to replace it, or choose another --out (nothing was changed)"
+        )
+    export_summaries(source, out / "runs", overwrite=overwrite, sources=given)
     tables = build([str(out / "runs")], bootstrap=False)  # every number below comes from the export
     claims = evaluate_claims(tables)
     figures = _figures(tables, out)
@@ -467,9 +598,11 @@ def write_page(patterns: Sequence[str], out, *, title: str = "The paper's claims
             "",
             "## The claims",
             "",
-            "Each row is a paired difference over the same seeds with its 95% t-interval. **holds**: the interval lies "
-            "on the side the paper claims; **not shown**: it contains 0; **fails**: it lies on the other side. "
-            "Calibration errors and AUROC in percentage points.",
+            "Each row is a paired difference over the same seeds with its 95% t-interval over the seeds, clipped to "
+            "the range the difference can take ([-100, 100] points for errors, calibration errors and AUROC; a rise "
+            f"of the NLL from its minimum is >= 0); below {MIN_SEEDS} seeds there is no interval and no verdict. "
+            "**holds**: the interval lies on the side the paper claims; **not shown**: it contains 0; **fails**: it "
+            "lies on the other side. Calibration errors and AUROC in percentage points.",
             "",
             claims_markdown(claims, len(seeds)),
             "",
@@ -480,4 +613,4 @@ def write_page(patterns: Sequence[str], out, *, title: str = "The paper's claims
         ]
     )
     atomic_write_text(out / "claims.md", page)
-    return {"tables": tables, "claims": claims, "figures": figures}
+    return {"tables": tables, "claims": claims, "figures": figures, "skipped": source.skipped}

@@ -2,10 +2,11 @@
 
 The two runs are the ``cpu`` family's CE and FLSD-53 experiments (seed 1), whose budget was chosen by the
 rule stated in ``docs/demo_budget.md`` (cross-entropy must reach >= 99% train accuracy). Writes
-``<out>/<loss>/`` run folders (each with its own report) and, in ``<out>``, ``report.md`` /
-``report.json``, ``reliability.png`` (before / after temperature scaling) and ``dynamics.png`` (test NLL,
-test entropy of misclassified samples and train accuracy per epoch). The report's closing sentences are
-computed from the measured numbers and say when a claim of the paper does not hold in this run.
+``<out>/<loss>/`` run folders (each with its own report) and, in ``<out>``, ``demo.md`` /
+``demo.json`` (named apart from a run's ``report.json``: ``<out>`` is not a run folder, and run readers such
+as ``focalcal table`` look through it), ``reliability.png`` (before / after temperature scaling) and
+``dynamics.png`` (test NLL, test entropy of misclassified samples and train accuracy per epoch). The report's
+closing sentences are computed from the measured numbers and say when a claim of the paper does not hold in this run.
 """
 
 from __future__ import annotations
@@ -28,16 +29,23 @@ from .presets import experiment
 FAMILY = "cpu/cifar10/resnet20"
 LOSSES = ("ce", "flsd53")
 SEED = 1
+#: The demo's summary of its runs, in ``<out>`` (not ``report.json``: that name is a run's evaluation report).
+SUMMARY_JSON, SUMMARY_MD = "demo.json", "demo.md"
 #: The budget rule's threshold: cross-entropy's accuracy on its own (un-augmented) training images.
 RULE_TRAIN_ACCURACY = 0.99
 
 
-def _train_one(cfg, run: RunFolder, data, *, progress: bool, echo) -> dict[str, Any]:
+def _train_one(cfg, run: RunFolder, data, *, progress: bool, echo, overwrite: bool = False) -> dict[str, Any]:
     with run.lock():
         trainer = Trainer(cfg, run, data=data, progress=progress, echo=echo)
         try:
             trainer.fit(resume=True)
-        except ResumeMismatchError:  # an earlier demo with other settings in the same folder: start again
+        except ResumeMismatchError as exc:  # a run of other settings there: replaced only when asked
+            if not overwrite:
+                raise ResumeMismatchError(
+                    f"{run.path} holds a run of other settings than this demo's; pass --overwrite to replace it, or "
+                    f"choose another --out ({exc})"
+                ) from None
             trainer.fit(overwrite=True)
         report, arrays = evaluate_run(run, data=data, device=cfg.device)
         write_evaluation(run, report, arrays)
@@ -126,8 +134,12 @@ def run_demo(
     progress: bool = True,
     download: bool = False,
     echo: Callable[[str], None] = lambda _msg: None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Train, evaluate and compare; returns the summary written to ``<out>/report.json``."""
+    """Train, evaluate and compare; returns the summary written to ``<out>/demo.json``.
+
+    A finished or interrupted demo run in ``<out>/<loss>`` is reused or resumed; a run of other settings there
+    is replaced only with ``overwrite`` (otherwise :class:`~focalcal.errors.ResumeMismatchError`)."""
     out = Path(out)
     if "ce" not in losses or len(losses) < 2:
         raise InputError("the demo compares cross-entropy ('ce') with at least one other loss")
@@ -145,7 +157,7 @@ def run_demo(
     results, seconds = {}, {}
     for name, cfg in configs.items():
         t1 = time.perf_counter()
-        results[name] = _train_one(cfg, RunFolder(out / name), data, progress=progress, echo=echo)
+        results[name] = _train_one(cfg, RunFolder(out / name), data, progress=progress, echo=echo, overwrite=overwrite)
         seconds[name] = time.perf_counter() - t1
         rep = results[name]
         echo(
@@ -201,9 +213,9 @@ def run_demo(
         "verdict": lines,
         "runs": clean,
     }
-    atomic_write_text(out / "report.json", json.dumps(summary, indent=2) + "\n")
-    atomic_write_text(out / "report.md", _markdown(first, data, clean, seconds, total, lines))
-    echo(f"demo report: {out / 'report.md'} ({total:.0f}s)")
+    atomic_write_text(out / SUMMARY_JSON, json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(out / SUMMARY_MD, _markdown(first, data, clean, seconds, total, lines))
+    echo(f"demo report: {out / SUMMARY_MD} ({total:.0f}s)")
     return summary
 
 

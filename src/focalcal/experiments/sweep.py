@@ -21,15 +21,19 @@ orphans holding run folders.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import fcntl
+import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,7 +44,7 @@ import yaml
 from ..atomic import atomic_write_text
 from ..engine import RunFolder, TrainConfig
 from ..errors import ConfigError, FocalcalError, RunLockedError
-from .presets import AXES, Experiment, experiment, family_experiments, load_family
+from .presets import AXES, Experiment, experiment, family_experiments, load_family, merge
 
 LAUNCHERS = ("local", "slurm", "submitit-local")
 
@@ -63,11 +67,15 @@ class Job:
         return f"{self.experiment}/seed{self.seed}"
 
 
+#: A job's status when another process holds it (another sweep, or a ``focalcal`` command on its folder).
+ELSEWHERE = "running elsewhere"
+
+
 @dataclass
 class JobResult:
     name: str
     run_dir: str
-    status: str  # "done" (already finished), "finished", "failed", "busy" (locked by another process)
+    status: str  # "done" (already finished), "finished", "failed", ELSEWHERE (another process holds it)
     seconds: float = 0.0
     message: str = ""
 
@@ -97,6 +105,9 @@ def plan(
     ]
     if not exps:
         raise ConfigError(f"no experiment of family {family} matches {only}")
+    values = override_values(overrides or {})
+    for e in exps:  # bad --set keys or values: one line now, as the runs' own validation would say
+        TrainConfig.from_dict(merge(e.config, values)).validate()
     return [
         Job(
             e.name,
@@ -113,10 +124,26 @@ def plan(
     ]
 
 
+def override_values(overrides: dict[str, Any]) -> dict[str, Any]:
+    """``--set`` values (YAML text) parsed, as ``focalcal train --set`` parses them.
+
+    Raises:
+        ConfigError: a value that is not YAML.
+    """
+    out = {}
+    for key, value in overrides.items():
+        try:
+            out[key] = yaml.safe_load(value) if isinstance(value, str) else value
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {key}={value}: not a YAML value") from None
+    return out
+
+
 def expected_config(job: Job) -> dict[str, Any]:
-    """The protocol the job's run must have: its experiment with its seed and the ``--set`` overrides."""
-    values = {k: yaml.safe_load(v) if isinstance(v, str) else v for k, v in job.overrides.items()}
-    return experiment(job.experiment).train_config(seed=job.seed, **values).protocol_dict()
+    """The protocol the job's run must have: its experiment with its seed and the ``--set`` overrides (mappings
+    such as ``loss_options`` merged key by key, as ``focalcal train --set`` does)."""
+    config = merge(experiment(job.experiment).config, override_values(job.overrides))
+    return TrainConfig.from_dict({**config, "seed": job.seed}).protocol_dict()
 
 
 def state(job: Job) -> str:
@@ -176,17 +203,9 @@ def commands(job: Job) -> list[list[str]]:
         if (run / "final.pt").is_file():
             cmds.append(_cli(job.nproc) + ["evaluate", job.run_dir] + _common(job))
         else:
-            train = [
-                "train",
-                "--preset",
-                job.experiment,
-                "--seed",
-                str(job.seed),
-                "--out",
-                job.run_dir,
-                "--resume",
-                "--no-progress",
-            ]
+            train = ["train", "--preset", job.experiment, "--seed", str(job.seed), "--out", job.run_dir]
+            # --resume only where there is a run to resume: train refuses it elsewhere
+            train += ["--resume", "--no-progress"] if run.is_run() or run.has_checkpoint() else ["--no-progress"]
             for key, value in job.overrides.items():
                 train += ["--set", f"{key}={value}"]
             cmds.append(_cli(job.nproc) + train + _common(job))
@@ -208,12 +227,42 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         pass
 
 
+@contextlib.contextmanager
+def job_lock(log: Path | None) -> Iterator[bool]:
+    """Hold the job's lock for the ``with`` block: an exclusive ``flock`` on its log (released by the OS when
+    the process ends, however it ends). Yields ``False``, holding nothing, when another process (another
+    sweep on the same ``--out``) holds it; ``True`` otherwise (and always without a log)."""
+    if log is None:
+        yield True
+        return
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True  # closing the file releases the lock
+
+
 def run_job(job: Job, env: dict[str, str] | None = None, log: Path | None = None) -> JobResult:
-    """Run what ``job`` still needs, in order; each command's output goes to ``log`` (appended)."""
+    """Run what ``job`` still needs, in order; each command's output goes to ``log`` (appended).
+
+    The job's lock (:func:`job_lock`) is held meanwhile, so two sweeps on one ``--out`` never run one job
+    twice or interleave its log: the second reports it as :data:`ELSEWHERE`, as it does a job whose run folder
+    another process holds.
+    """
+    with job_lock(log) as mine:
+        if not mine:
+            return JobResult(job.name, job.run_dir, ELSEWHERE, 0.0, f"another sweep is running it (it holds {log})")
+        return _run_job(job, env, log)
+
+
+def _run_job(job: Job, env: dict[str, str] | None, log: Path | None) -> JobResult:
     t0 = time.perf_counter()
     now = state(job)
     if now == "busy":
-        return JobResult(job.name, job.run_dir, "busy", 0.0, "its run folder is in use by another process")
+        return JobResult(job.name, job.run_dir, ELSEWHERE, 0.0, "its run folder is in use by another process")
     if now == "mismatch":
         return JobResult(
             job.name,
@@ -240,6 +289,14 @@ def run_job(job: Job, env: dict[str, str] | None = None, log: Path | None = None
         else:
             rc = subprocess.run(cmd, env=full_env, preexec_fn=preexec).returncode
         if rc != 0:
+            if state(job) == "busy":  # another process took the run folder first: not a failure of this job
+                return JobResult(
+                    job.name,
+                    job.run_dir,
+                    ELSEWHERE,
+                    time.perf_counter() - t0,
+                    "its run folder is in use by another process",
+                )
             where = f"; see {log}" if log else ""
             return JobResult(
                 job.name,
@@ -272,6 +329,30 @@ def _log_path(out: Path, job: Job) -> Path:
     return out / "logs" / f"{job.name.replace('/', '_')}.log"
 
 
+def check_gpus(gpus: Sequence[str]) -> None:
+    """Refuse ``--gpus`` this machine cannot honour (no CUDA; an index beyond its GPUs), before any job starts.
+
+    Raises:
+        ConfigError: one line naming the GPUs asked for and what the machine has.
+    """
+    if not gpus:
+        return
+    import torch
+
+    asked = ",".join(gpus)
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            f"--gpus {asked}: CUDA is not available on this machine (torch {torch.__version__}, no usable GPU); "
+            "leave out --gpus to run on the CPU"
+        )
+    count = torch.cuda.device_count()
+    beyond = [g for g in gpus if g.isdigit() and int(g) >= count]
+    if beyond and "CUDA_VISIBLE_DEVICES" not in os.environ:
+        raise ConfigError(
+            f"--gpus {asked}: this machine has {count} GPU(s), 0..{count - 1}; no GPU {', '.join(beyond)}"
+        )
+
+
 def run_local(
     jobs: Sequence[Job],
     out: str | Path,
@@ -287,6 +368,7 @@ def run_local(
     at once. Without GPUs the CPU cores are shared out (``OMP_NUM_THREADS``).
     """
     out = Path(out)
+    check_gpus(gpus)
     tokens: queue.Queue[str | None] = queue.Queue()
     nproc = max((j.nproc for j in jobs), default=1)
     if gpus:
@@ -321,6 +403,17 @@ def run_local(
         return list(pool.map(one, jobs))
 
 
+def check_slurm() -> None:
+    """Raise :class:`~focalcal.errors.ConfigError` unless SLURM's commands (``sbatch``, ``srun``) are on the
+    ``PATH``, as submitit's SLURM executor needs (it would fail with a traceback)."""
+    missing = [c for c in ("sbatch", "srun") if shutil.which(c) is None]
+    if missing:
+        raise ConfigError(
+            f"--launcher slurm: SLURM is not available here (no {' or '.join(missing)} on the PATH); run the sweep "
+            "on a SLURM cluster's login node, or on this machine with --launcher local (or submitit-local)"
+        )
+
+
 def run_submitit(
     jobs: Sequence[Job],
     out: str | Path,
@@ -334,7 +427,13 @@ def run_submitit(
     wait: bool = True,
     echo: Callable[[str], None] = lambda _m: None,
 ) -> list[JobResult]:
-    """Submit ``jobs`` as one submitit job array (``cluster``: ``"slurm"`` or ``"local"``)."""
+    """Submit ``jobs`` as one submitit job array (``cluster``: ``"slurm"`` or ``"local"``).
+
+    Raises:
+        ConfigError: submitit is not installed, or ``cluster="slurm"`` where SLURM is not (:func:`check_slurm`).
+    """
+    if cluster == "slurm":
+        check_slurm()
     try:
         import submitit
     except ImportError:
@@ -365,9 +464,26 @@ def run_submitit(
 
 
 def write_summary(out: str | Path, results: Sequence[JobResult]) -> Path:
-    """``<out>/sweep.json``: every job's status (the sweep's own file; run folders are the runs')."""
-    import json
+    """Record ``results`` in ``<out>/sweep.json``, every job's latest status (the sweep's own file; run folders
+    are the runs'), and return its path.
 
+    Safe under concurrency: the file is read, updated and rewritten under an exclusive lock
+    (``<out>/.sweep.lock``), so concurrent sweeps on one ``--out`` keep each other's entries; a job another
+    process was running (:data:`ELSEWHERE`) never replaces a record of it as finished or done.
+    """
     path = Path(out) / "sweep.json"
-    atomic_write_text(path, json.dumps([asdict(r) for r in results], indent=2) + "\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / ".sweep.lock", "a") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # released when the file closes (or the process dies)
+        try:
+            earlier = json.loads(path.read_text()) if path.is_file() else []
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            earlier = []  # a damaged summary: the records below replace it
+        records = {r["name"]: r for r in earlier if isinstance(r, dict) and isinstance(r.get("name"), str)}
+        for r in results:
+            before = records.get(r.name, {})
+            if r.status == ELSEWHERE and before.get("status") in ("finished", "done"):
+                continue
+            records[r.name] = asdict(r)
+        atomic_write_text(path, json.dumps(list(records.values()), indent=2) + "\n")
     return path

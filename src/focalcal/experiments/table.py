@@ -1,9 +1,12 @@
 """The paper's tables from run folders: one cell per (dataset, model, loss), mean and 95% interval over seeds.
 
 A cell's value is the mean over its runs (seeds) with a 95% Student-t interval
-``mean +- t(0.975, n-1) * sd / sqrt(n)``; a cell with one run shows that run's number exactly, with a
-bootstrap 95% interval over test samples (:func:`focalcal.metrics.bootstrap_ci`, 1,000 resamples of the saved
-test logits, seed 0) when the run folder has its ``logits.pt``. Every cell says how many runs it holds.
+``mean +- t(0.975, n-1) * sd / sqrt(n)`` clipped to the quantity's range (errors and calibration errors
+[0, 100] %, NLL and the temperature >= 0, AUROC [0, 100] %), and no interval below 3 runs
+(:func:`focalcal.metrics.intervals.seed_interval`); a cell with one run shows that run's number exactly, with
+a bootstrap 95% interval over test samples (:func:`focalcal.metrics.bootstrap_ci`, 1,000 resamples of the
+saved test logits, seed 0) when the run folder has its ``logits.pt``. Every cell says how many runs it holds
+and how its interval was made (:attr:`Cell.note`, printed under the tables and in the CSV).
 
 Tables: test error, ECE, AdaECE, Classwise-ECE and NLL before and after temperature scaling, with the
 temperature (the report's main method); and, when runs have ``ood.json``, the entropy AUROC of each OOD set
@@ -12,21 +15,17 @@ before and after temperature scaling. Errors and calibration errors are in %, NL
 
 from __future__ import annotations
 
-import glob
 import json
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from scipy import stats
-
 from ..engine import RunFolder, TrainConfig
-from ..errors import InputError
-from ..losses import loss_label
+from ..errors import CheckpointError, ConfigError, InputError
+from ..losses import loss_identity, loss_label
 from ..metrics import bootstrap_ci
+from ..metrics.intervals import NONNEGATIVE, UNIT_RANGE, seed_interval
 from ..models import model_label
 
 #: (report key, column title, scale): errors and calibration errors in %, NLL in nats.
@@ -67,7 +66,9 @@ class RunResult:
 @dataclass
 class Cell:
     """A table cell: ``value`` (mean, or the single run's number), interval ``[low, high]`` (None when there is
-    none), ``n`` runs, and ``how`` the interval was made: ``"t"`` (over seeds) or ``"bootstrap"`` (one run)."""
+    none), ``n`` runs, ``how`` the interval was made: ``"t"`` (over seeds), ``"bootstrap"`` (one run) or
+    ``"none"``, and ``note``, the interval's one-line description (e.g. ``"95% t-interval over 5 seeds, clipped
+    to [0, 100]"``)."""
 
     value: float
     low: float | None
@@ -75,43 +76,55 @@ class Cell:
     n: int
     how: str
     values: list[float] = field(default_factory=list)
+    note: str = ""
 
 
 def find_runs(patterns: Sequence[str]) -> tuple[list[Path], list[str]]:
-    """Run folders under the given paths or glob patterns (searched recursively for ``report.json``), and the
-    folders skipped (with why)."""
-    found, skipped = [], []
-    for pattern in patterns:
-        matches = sorted(glob.glob(pattern)) or ([pattern] if Path(pattern).exists() else [])
-        if not matches:
-            skipped.append(f"{pattern}: no such file or folder")
-        for m in matches:
-            p = Path(m)
-            if (p / "report.json").is_file():
-                found.append(p)
-            elif p.is_dir():
-                inner = sorted(r.parent for r in p.rglob("report.json"))
-                found += inner
-                if not inner:
-                    skipped.append(f"{p}: no evaluated run (no report.json) under it")
-    return sorted(dict.fromkeys(found)), skipped
+    """The evaluated run folders at or under the given paths or glob patterns, sorted, and the paths skipped
+    (with why); see :meth:`focalcal.engine.RunFolder.find`."""
+    runs, skipped = RunFolder.find(patterns, evaluated=True)
+    return sorted(r.path for r in runs), skipped
 
 
 def read_result(path: Path) -> RunResult:
+    """Read one evaluated run folder.
+
+    Raises:
+        CheckpointError: its ``config.json``, ``report.json`` or ``ood.json`` is damaged or incomplete (the
+            message names the file and how to make it again); :func:`build` skips such a run with a note.
+    """
     run = RunFolder(path)
-    report = run.read_report()
     config = run.read_config()
-    return RunResult(
-        path,
-        report["dataset"],
-        report["model"],
-        report["loss"],
-        dict(report.get("loss_options") or {}),
-        int(config.get("seed", 0)),
-        report,
-        run.read_ood() if run.has_ood() else None,
-        config,
-    )
+    try:
+        TrainConfig.from_dict(config)
+        seed = int(config.get("seed", 0))
+    except (ConfigError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{run / 'config.json'} is not a training configuration ({exc})") from None
+    report = run.read_report()
+    try:
+        result = RunResult(
+            path,
+            report["dataset"],
+            report["model"],
+            report["loss"],
+            dict(report.get("loss_options") or {}),
+            seed,
+            report,
+            run.read_ood() if run.has_ood() else None,
+            config,
+        )
+        float(result.temperature)
+        for key, _, _ in METRICS:
+            for stage in STAGES:
+                float(report["test"][stage][key])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(
+            f"{run / 'report.json'} is damaged (missing or malformed entry: {exc}); evaluate the run again "
+            f"(`focalcal evaluate {path}`)"
+        ) from None
+    if result.ood is not None and not isinstance(result.ood.get("sets"), dict):
+        raise CheckpointError(f"{run / 'ood.json'} is damaged (no 'sets'); score the run again (`focalcal ood`)")
+    return result
 
 
 def _protocol_dict(r: RunResult) -> dict[str, Any]:
@@ -119,8 +132,12 @@ def _protocol_dict(r: RunResult) -> dict[str, Any]:
 
 
 def _protocol(r: RunResult) -> str:
-    """Everything that defines the experiment except the seed (runs that differ only in it share a cell)."""
-    return json.dumps(_protocol_dict(r), sort_keys=True, default=str)
+    """Everything that defines the experiment except the seed (runs that differ only in it share a cell), the
+    loss as what it trains (:func:`~focalcal.losses.loss_identity`): ``--loss fl2``, ``--loss focal --loss-opt
+    gamma=2`` and a run whose ``config.json`` holds ``"gamma": "2"`` are one experiment."""
+    protocol = _protocol_dict(r)
+    protocol["loss"] = loss_identity(protocol["loss"], protocol.pop("loss_options"))
+    return json.dumps(protocol, sort_keys=True, default=str)
 
 
 def group(results: Iterable[RunResult]) -> dict[tuple[str, str, str], list[RunResult]]:
@@ -145,17 +162,14 @@ def group(results: Iterable[RunResult]) -> dict[tuple[str, str, str], list[RunRe
     return out
 
 
-def t_cell(values: Sequence[float]) -> Cell:
-    v = np.asarray(values, dtype=float)
-    n = len(v)
-    mean = float(v.mean())
-    if n < 2:
-        return Cell(mean, None, None, n, "single", list(v))
-    half = float(stats.t.ppf(0.975, n - 1) * v.std(ddof=1) / math.sqrt(n))
-    return Cell(mean, mean - half, mean + half, n, "t", list(v))
+def t_cell(values: Sequence[float], bounds: tuple[float, float] = UNIT_RANGE, scale: float = 100.0) -> Cell:
+    """The mean of ``values`` (one per run) with its clipped t-interval (none below 3 runs); ``bounds`` is the
+    quantity's range in its raw units, ``scale`` its display scale (100 for %)."""
+    ci = seed_interval(values, bounds=bounds, scale=scale)
+    return Cell(ci.mean, ci.low, ci.high, ci.n, ci.method, [float(v) for v in values], ci.note)
 
 
-def _bootstrap(run: RunResult, key: str, stage: str) -> tuple[float, float] | None:
+def _bootstrap(run: RunResult, key: str, stage: str) -> tuple[float, float, str] | None:
     folder = RunFolder(run.path)
     if not folder.has_logits():
         return None
@@ -174,21 +188,22 @@ def _bootstrap(run: RunResult, key: str, stage: str) -> tuple[float, float] | No
     if key in ("ece", "classwise_ece"):
         kw["closed"] = run.report.get("bin_closed", "left")
     res = bootstrap_ci(metric, logits=logits, labels=saved["test_labels"], n_boot=N_BOOT, seed=0, **kw)
-    return res.low, res.high
+    return res.low, res.high, res.note
 
 
 def metric_cell(runs: Sequence[RunResult], key: str, stage: str, *, bootstrap: bool = True) -> Cell:
     """The cell of ``key`` (a report metric) ``before``/``after`` TS over ``runs`` (raw units: fractions/nats)."""
-    cell = t_cell([r.report["test"][stage][key] for r in runs])
+    bounds, scale = (NONNEGATIVE, 1.0) if key == "nll" else (UNIT_RANGE, 100.0)
+    cell = t_cell([r.report["test"][stage][key] for r in runs], bounds, scale)
     if cell.n == 1 and bootstrap:
         ci = _bootstrap(runs[0], key, stage)
         if ci is not None:
-            cell.low, cell.high, cell.how = ci[0], ci[1], "bootstrap"
+            cell.low, cell.high, cell.how, cell.note = ci[0], ci[1], "bootstrap", ci[2]
     return cell
 
 
 def temperature_cell(runs: Sequence[RunResult]) -> Cell:
-    return t_cell([r.temperature for r in runs])
+    return t_cell([r.temperature for r in runs], NONNEGATIVE, 1.0)
 
 
 def auroc_cell(runs: Sequence[RunResult], ood_set: str, stage: str, score: str = "entropy") -> Cell | None:
@@ -210,11 +225,21 @@ class Tables:
 
 
 def build(patterns: Sequence[str], *, bootstrap: bool = True) -> Tables:
-    """Read the runs under ``patterns`` and compute every cell."""
+    """Read the evaluated runs at or under ``patterns`` and compute every cell. A run with a damaged
+    ``config.json``, ``report.json`` or ``ood.json``, or an unfinished one, is left out with one line in
+    ``Tables.skipped`` naming it; the others go on.
+
+    Raises:
+        InputError: no evaluated run is left (the message lists what was skipped).
+    """
     paths, skipped = find_runs(patterns)
     results = []
     for p in paths:
-        r = read_result(p)
+        try:
+            r = read_result(p)
+        except CheckpointError as exc:  # one damaged run never stops the others; the message names the file
+            skipped.append(str(exc))
+            continue
         done, planned = r.report.get("epochs_trained"), r.report.get("epochs", r.config.get("epochs"))
         if done is not None and planned is not None and done < planned:
             skipped.append(f"{p}: evaluated after {done} of {planned} epochs (an unfinished run)")
@@ -301,10 +326,28 @@ def ood_rows_text(tables: Tables) -> tuple[list[str], list[list[str]]]:
 
 
 NOTE = (
-    "Mean over the n runs (seeds) with a 95% t-interval in brackets; for n = 1 the run's own number, with a "
-    "bootstrap 95% interval over test samples (marked *). Error and calibration errors in %, NLL in nats; "
-    "(T): after temperature scaling fitted on the validation split; T: the temperature."
+    "Mean over the n runs (seeds) with its interval in brackets (none below 3 runs); for n = 1 the run's own "
+    "number, with a bootstrap interval over test samples (marked *) when its test logits were saved. Error and "
+    "calibration errors in %, NLL in nats; (T): after temperature scaling fitted on the validation split; T: the "
+    "temperature."
 )
+
+
+def interval_notes(tables: Tables) -> list[str]:
+    """How the intervals of the tables were made: each distinct :attr:`Cell.note`, once, in table order (the
+    bootstrap ones marked ``*`` as in the cells)."""
+    notes: dict[str, None] = {}
+    for row in (*tables.main, *tables.ood):
+        for cell in row.values():
+            if isinstance(cell, Cell) and cell.note:
+                notes[("* " if cell.how == "bootstrap" else "") + cell.note] = None
+    return list(notes)
+
+
+def note_text(tables: Tables) -> str:
+    """:data:`NOTE` with the interval methods of these tables."""
+    notes = interval_notes(tables)
+    return NOTE + (" Intervals: " + "; ".join(notes) + "." if notes else "")
 
 
 def markdown(tables: Tables) -> str:
@@ -313,7 +356,14 @@ def markdown(tables: Tables) -> str:
             ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
         )
 
-    parts = ["## Classification and calibration (test split)", "", md(*main_rows_text(tables)), "", NOTE, ""]
+    parts = [
+        "## Classification and calibration (test split)",
+        "",
+        md(*main_rows_text(tables)),
+        "",
+        note_text(tables),
+        "",
+    ]
     if tables.ood:
         parts += ["## OOD detection: AUROC of the softmax entropy (OOD = positive)", "", md(*ood_rows_text(tables)), ""]
     return "\n".join(parts)
@@ -336,6 +386,7 @@ def latex(tables: Tables) -> str:
         ]
         out += [" & ".join(_tex(c) for c in r) + r" \\" for r in rows]
         out += [r"\bottomrule", r"\end{tabular}", ""]
+    out += [r"\par\smallskip{\footnotesize " + _tex(note_text(tables)) + "}", ""]
     return "\n".join(out)
 
 
@@ -359,6 +410,7 @@ def csv_rows(tables: Tables) -> list[dict[str, Any]]:
                         "high": cell.high,
                         "n": cell.n,
                         "interval": cell.how,
+                        "interval_method": cell.note,
                         "seeds": " ".join(map(str, r["seeds"])),
                     }
                 )
@@ -380,6 +432,7 @@ def csv_rows(tables: Tables) -> list[dict[str, Any]]:
                             "high": cell.high,
                             "n": cell.n,
                             "interval": cell.how,
+                            "interval_method": cell.note,
                             "seeds": "",
                         }
                     )

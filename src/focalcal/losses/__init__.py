@@ -23,7 +23,16 @@ from .focal import (
     scale_schedule,
 )
 from .mmce import MMCELoss, laplacian_kernel, mmce_squared
-from .registry import LOSSES, available_losses, build_loss, loss_description, loss_label, loss_options, register_loss
+from .registry import (
+    LOSSES,
+    available_losses,
+    build_loss,
+    loss_description,
+    loss_identity,
+    loss_label,
+    loss_options,
+    register_loss,
+)
 from .smoothing import LabelSmoothingLoss, MarginLabelSmoothingLoss
 
 __all__ = [
@@ -53,6 +62,7 @@ __all__ = [
     "guarded_pow",
     "laplacian_kernel",
     "loss_description",
+    "loss_identity",
     "loss_label",
     "loss_options",
     "mmce_squared",

@@ -21,6 +21,7 @@ from .calibration import (
     mce,
     nll,
 )
+from .intervals import seed_interval
 from .ood import SCORES as OOD_SCORES
 from .ood import detection_metrics, energy_score, entropy_score, msp_score, ood_metrics, ood_roc_curve, ood_scores
 from .smooth import smooth_ece
@@ -51,5 +52,6 @@ __all__ = [
     "mce",
     "nll",
     "reliability_bins",
+    "seed_interval",
     "smooth_ece",
 ]

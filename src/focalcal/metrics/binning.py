@@ -9,12 +9,17 @@ Two binnings (Mukhoti et al. 2020, Sec. 5 "Metrics"; Nixon et al. 2019 for equal
   confidence of exactly 1.0 into an extra ``(n_bins+1)``-th bin of its own; we keep it in the last bin, as
   the metric's definition says.) ``closed="right"`` is the paper authors' rule, ``edges[b] < c <=
   edges[b+1]``, with the first bin closed (their code drops a confidence of exactly 0; we keep it in bin 0).
-* ``"equal_mass"``: sort the confidences; the sample of rank r (0-based) belongs to bin
-  ``floor(r * n_bins / N)``, except that tied confidences all take the bin of the first of them. So bins
-  hold ``N / n_bins`` samples each up to ties, ties are never split, no sample is dropped, and the result
-  depends only on the multiset of (confidence, correct) pairs, not on row order. With more bins than
-  samples, or many ties, some bins are empty. ``edges[b]`` is the smallest confidence in bin b
-  (``edges[0] = 0``, ``edges[-1] = 1``; an empty bin has zero width at the next bin's lower edge).
+* ``"equal_mass"``: sort the confidences; bin b starts at the sorted position (cut) ``r_b = ceil(b N /
+  n_bins)``, b = 1 .. n_bins - 1, so the sample of rank r (0-based) belongs to bin ``floor(r * n_bins /
+  N)``. Tie rule: a cut that falls inside a block of tied confidences (sorted positions ``a .. e - 1``,
+  ``a < r_b < e``) moves to the nearer end of the block, ``a`` if ``r_b - a <= e - r_b`` (the lower end on
+  a draw) else ``e``. So a tie block is never split, and it is not merged into a bin of other values when
+  a cut lies nearer its other end: e.g. a block of saturated confidences of exactly 1.0 that reaches past
+  the middle of the last bin gets a bin of its own instead of joining lower confidences (several cuts
+  inside one block leave empty bins). Bins hold ``N / n_bins`` samples each up to ties, no sample is
+  dropped, and the result depends only on the multiset of (confidence, correct) pairs, not on row order.
+  With more bins than samples, or many ties, some bins are empty. ``edges[b]`` is the smallest confidence
+  in bin b (``edges[0] = 0``, ``edges[-1] = 1``; an empty bin has zero width at the next bin's lower edge).
 
 Empty bins have ``count 0``, ``mean_confidence 0`` and ``accuracy 0`` and contribute nothing; no NaN.
 """
@@ -108,26 +113,47 @@ class BinStats:
         }
 
 
-def equal_mass_thresholds(conf: Tensor, n_bins: int) -> Tensor:
-    """``[..., n_bins - 1]`` thresholds ``tau_b = s_(r_b - 1)``: order statistics of ``conf`` (along the last
-    dim) at ranks ``r_b = ceil(b N / n_bins)``, b = 1 .. n_bins - 1.
+def equal_mass_cuts(srt: Tensor, n_bins: int) -> Tensor:
+    """``[..., n_bins - 1]`` int64 cut positions of equal-mass bins in sorted confidences ``srt [..., N]``
+    (sorted along the last dim): bin b starts at sorted position ``cut[b - 1]``, b = 1 .. n_bins - 1.
 
-    A confidence v has ``first_rank(v) = #{u < v} >= r_b`` exactly when ``v > tau_b`` (see
+    The nominal cut ``r_b = ceil(b N / n_bins)`` is kept unless it falls inside a block of tied values
+    (``srt[r_b - 1] == srt[r_b]``); then it moves to the nearer end of that block (the lower end on a draw),
+    see :mod:`focalcal.metrics.binning`. Cuts are non-decreasing in b.
+    """
+    n = srt.shape[-1]
+    dev = srt.device
+    r = torch.tensor([-(-b * n // n_bins) for b in range(1, n_bins)], dtype=torch.int64, device=dev)
+    r = r.expand(*srt.shape[:-1], n_bins - 1)
+    below = srt.gather(-1, r - 1)
+    at = srt.gather(-1, r.clamp(max=n - 1))
+    inside = (r < n) & (below == at)
+    start = torch.searchsorted(srt, at.contiguous(), right=False)
+    end = torch.searchsorted(srt, at.contiguous(), right=True)
+    moved = torch.where(r - start <= end - r, start, end)
+    return torch.where(inside, moved, r)
+
+
+def equal_mass_thresholds(conf: Tensor, n_bins: int) -> Tensor:
+    """``[..., n_bins - 1]`` thresholds ``tau_b = s_(c_b - 1)``: the order statistics of ``conf`` (along the
+    last dim) just below the cuts ``c_b`` of :func:`equal_mass_cuts` (``-inf`` for a cut at 0).
+
+    A confidence v has ``first_rank(v) = #{u < v} >= c_b`` exactly when ``v > tau_b`` (see
     :func:`equal_mass_index`).
     """
-    n = conf.shape[-1]
-    kth = [-(-b * n // n_bins) - 1 for b in range(1, n_bins)]
     srt = torch.sort(conf, dim=-1).values
-    return srt[..., kth].contiguous()
+    cut = equal_mass_cuts(srt, n_bins)
+    tau = srt.gather(-1, (cut - 1).clamp(min=0))
+    return torch.where(cut > 0, tau, torch.full_like(tau, -math.inf)).contiguous()
 
 
 def equal_mass_index(conf: Tensor, n_bins: int) -> Tensor:
     """Equal-mass bin index of each confidence along the last dim (batched over leading dims).
 
-    ``bin = floor(first_rank * n_bins / N)`` where ``first_rank = #{u < v}`` is the number of confidences
-    strictly smaller than this one, so ties share a bin and row order does not matter. Computed as
-    ``#{b : v > tau_b}`` with the thresholds of :func:`equal_mass_thresholds` (``floor(first_rank * n_bins
-    / N) >= b  <=>  first_rank >= ceil(b N / n_bins)  <=>  v > tau_b``).
+    ``bin = #{b : c_b <= first_rank}`` where ``first_rank = #{u < v}`` is the number of confidences strictly
+    smaller than this one and ``c_b`` are the cuts of :func:`equal_mass_cuts` (never inside a tie block), so
+    ties share a bin and row order does not matter. Computed as ``#{b : v > tau_b}`` with the thresholds of
+    :func:`equal_mass_thresholds`.
     """
     if n_bins == 1:
         return torch.zeros(conf.shape, dtype=torch.int64, device=conf.device)

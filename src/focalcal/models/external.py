@@ -90,14 +90,14 @@ def _resolve_timm(name: str) -> Entry:
 
 @functools.cache
 def _torchvision_entry(name: str) -> Entry:
-    meta = _ClassifierMeta(defaults=dict(DEFAULTS))
+    meta = _ClassifierMeta(defaults=dict(DEFAULTS), inputs="images")
     meta.build = functools.partial(_build_torchvision, name, meta)
     return Entry(f"torchvision:{name}", meta.build, f"torchvision's {name}", f"{name} (torchvision)", OPTIONS, {}, meta)
 
 
 @functools.cache
 def _timm_entry(name: str) -> Entry:
-    meta = _ClassifierMeta(defaults=dict(DEFAULTS))
+    meta = _ClassifierMeta(defaults=dict(DEFAULTS), inputs="images")
     meta.build = functools.partial(_build_timm, name, meta)
     return Entry(f"timm:{name}", meta.build, f"timm's {name}", f"{name} (timm)", OPTIONS, {}, meta)
 

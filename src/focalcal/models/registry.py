@@ -12,16 +12,17 @@ resolved by prefix (``timm:NAME``, ``torchvision:NAME``; see :mod:`focalcal.mode
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from torch import nn
 
 from ..errors import InputError
-from ..registry import Entry, Registry
+from ..registry import Converter, Entry, Registry, as_bool, as_float, as_int, as_int_tuple, as_is
 from ..validation import check_num_classes
 from .cifar_resnet import BottleneckResNet, ThinResNet
 from .densenet import DenseNet
 from .external import add_external_resolvers
+from .text import GlobalPoolingCNN, TreeLSTM
 from .wide_resnet import WideResNet
 
 #: Every registered model; ``register_model`` adds one. ``timm:NAME`` and ``torchvision:NAME`` are resolved
@@ -37,16 +38,21 @@ def register_model(
     description: str,
     label: str | None = None,
     classifier: str = "fc",
+    options: Mapping[str, Converter] | None = None,
+    inputs: str = "images",
     replace: bool = False,
 ) -> Entry:
-    """Register ``factory(num_classes) -> nn.Module``; ``classifier`` names its final ``nn.Linear``
-    (a dotted path, e.g. ``"head.fc"``)."""
+    """Register ``factory(num_classes, **options) -> nn.Module``; ``classifier`` names its final ``nn.Linear``
+    (a dotted path, e.g. ``"head.fc"``); ``options`` maps the options it accepts to their converters; ``inputs``
+    (``meta["inputs"]``) says what ``forward`` takes: ``"images"`` (float ``[N, 3, H, W]``), ``"tokens"`` (int64
+    ids ``[N, L]``) or ``"trees"`` (a :class:`focalcal.data.trees.TreeBatch`)."""
     return MODELS.register(
         name,
         factory,
         description=description,
         label=label or name,
-        meta={"classifier": classifier},
+        options=options,
+        meta={"classifier": classifier, "inputs": inputs},
         replace=replace,
     )
 
@@ -88,6 +94,29 @@ register_model(
     description="DenseNet-121 (growth 32, blocks [6,12,24,16], compression 0.5) with a 3x3 CIFAR stem",
     label="DenseNet-121",
 )
+_TEXT_OPTIONS = {"embeddings": as_is, "vocab_size": as_int, "embedding_dim": as_int, "freeze": as_bool}
+register_model(
+    "gpcnn",
+    GlobalPoolingCNN,
+    description="the paper's 20 Newsgroups global-pooling CNN (frozen word vectors, 3 conv k5, global max); token ids",
+    label="GP-CNN",
+    options={**_TEXT_OPTIONS, "dropout": as_float},
+    inputs="tokens",
+)
+register_model(
+    "treelstm",
+    TreeLSTM,
+    description="the paper's SST constituency Tree-LSTM (Tai et al. 2015, memory 150, fine-tuned vectors); trees",
+    label="Tree-LSTM",
+    options={
+        **_TEXT_OPTIONS,
+        "memory": as_int,
+        "dropout": as_float,
+        "output_classes": as_int_tuple,
+        "output_gate": as_bool,
+    },
+    inputs="trees",
+)
 
 
 def available_models() -> list[str]:
@@ -111,11 +140,13 @@ def build_model(name: str, num_classes: int, **options) -> nn.Module:
     Args:
         name: a registry name (:func:`available_models`), or ``timm:NAME`` / ``torchvision:NAME``.
         num_classes: width K of the output logits (>= 2).
-        **options: model options (e.g. ``pretrained``, ``cifar_stem`` for external models).
+        **options: model options (e.g. ``pretrained``, ``cifar_stem`` for external models; ``embeddings``,
+            ``freeze``, ... for the text models, see :mod:`focalcal.models.text`).
 
     Returns:
-        ``nn.Module`` mapping float images ``[N, 3, H, W]`` to logits ``[N, K]``. The registry name is
-        stored on the model as ``model.focalcal_name``.
+        ``nn.Module`` mapping its inputs (``MODELS.entry(name).meta["inputs"]``: float images ``[N, 3, H, W]``,
+        token ids or a tree batch) to logits ``[N, K]``. The registry name is stored on the model as
+        ``model.focalcal_name``.
 
     Raises:
         InputError: unknown name (the message lists the valid ones), an unknown option, or ``num_classes < 2``.

@@ -21,7 +21,8 @@ def error_bar_figure(
     suptitle: str | None = None,
 ) -> Figure:
     """Fig. 6: one panel per ``(title, losses, {series: [point per loss]})``; each series (e.g. "before TS",
-    "after TS") is a row of markers with error bars over the losses on the x axis.
+    "after TS") is a row of markers with error bars over the losses on the x axis. A point's bar runs from
+    ``low`` to ``high``; a side on which the interval does not reach past the value draws no bar.
 
     Raises:
         InputError: no panels, or a series whose length differs from the number of losses.
@@ -46,9 +47,9 @@ def error_bar_figure(
             lo = np.array([p[0] if p[1] is None else p[1] for p in points], dtype=float)
             hi = np.array([p[0] if p[2] is None else p[2] for p in points], dtype=float)
             offset = (i - (n - 1) / 2) * 0.22
-            ax.errorbar(
-                x + offset, v, yerr=[v - lo, hi - v], fmt=markers[i % len(markers)], ms=5, capsize=3, lw=1.2, label=name
-            )
+            # an interval that does not straddle its value (or a NaN limit) draws no bar on that side
+            yerr = [np.fmax(v - lo, 0.0), np.fmax(hi - v, 0.0)]
+            ax.errorbar(x + offset, v, yerr=yerr, fmt=markers[i % len(markers)], ms=5, capsize=3, lw=1.2, label=name)
         ax.set_xticks(x, losses, rotation=45, ha="right", fontsize=8)
         ax.set_title(title, fontsize=10)
         ax.set_ylabel(ylabel)

@@ -23,48 +23,53 @@ def _draw(ax_top: Axes, ax_hist: Axes, bins, title: str | None, metrics: Mapping
     left, width = edges[:-1], np.diff(edges)
     filled = counts > 0
 
-    ax_top.bar(
-        left[filled],
-        acc[filled],
-        width=width[filled],
-        align="edge",
-        color="#3b75af",
-        edgecolor="black",
-        linewidth=0.6,
-        label="accuracy",
-    )
+    # only what the panel shows gets a legend entry: a bar call with no bars would add an entry drawn in
+    # matplotlib's default colour, not its own
+    if filled.any():
+        ax_top.bar(
+            left[filled],
+            acc[filled],
+            width=width[filled],
+            align="edge",
+            color="#3b75af",
+            edgecolor="black",
+            linewidth=0.6,
+            label="accuracy",
+        )
     # the gap between accuracy and mean confidence: above the bar where over-confident (conf > acc), and
     # inside the bar where under-confident (acc > conf), drawn opaque in its own colour so that it never
     # mixes with the accuracy bar
     over = filled & (conf > acc)
     under = filled & (acc > conf)
-    ax_top.bar(
-        left[over],
-        (conf - acc)[over],
-        bottom=acc[over],
-        width=width[over],
-        align="edge",
-        color="#e2736b",
-        alpha=0.6,
-        edgecolor="#b0302a",
-        hatch="//",
-        linewidth=0.6,
-        label="gap: over-confident",
-    )
-    ax_top.bar(
-        left[under],
-        (acc - conf)[under],
-        bottom=conf[under],
-        width=width[under],
-        align="edge",
-        color="#f4c542",
-        alpha=1.0,
-        edgecolor="#8a6d00",
-        hatch="\\\\",
-        linewidth=0.6,
-        zorder=3,
-        label="gap: under-confident",
-    )
+    if over.any():
+        ax_top.bar(
+            left[over],
+            (conf - acc)[over],
+            bottom=acc[over],
+            width=width[over],
+            align="edge",
+            color="#e2736b",
+            alpha=0.6,
+            edgecolor="#b0302a",
+            hatch="//",
+            linewidth=0.6,
+            label="gap: over-confident",
+        )
+    if under.any():
+        ax_top.bar(
+            left[under],
+            (acc - conf)[under],
+            bottom=conf[under],
+            width=width[under],
+            align="edge",
+            color="#f4c542",
+            alpha=1.0,
+            edgecolor="#8a6d00",
+            hatch="\\\\",
+            linewidth=0.6,
+            zorder=3,
+            label="gap: under-confident",
+        )
     ax_top.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="perfect calibration")
     ax_top.set_xlim(0, 1)
     ax_top.set_ylim(0, 1)
