@@ -28,7 +28,12 @@ from focalcal.plots import Curves, analysis_sheet, g_figure, nll_entropy_figure,
         ("mmce_weighted", {"lam": 2.0}, "MMCE"),
         ("mmce_weighted", {"lam": 4}, "MMCE (λ=4)"),
         ("mbls", {"margin": 5}, "MbLS (margin=5)"),
-        ("flsd", {"thresholds": [0.2], "gammas": [5.0, 3.0]}, "FLSD (thresholds=0.2, gammas=5,3)"),
+        ("flsd", {"thresholds": [0.2], "gammas": [5.0, 3.0]}, "FLSD-53"),
+        ("flsd", {"thresholds": "0.19", "gammas": "5,3"}, "FLSD-53"),  # the text protocol's threshold
+        ("flsd", {"thresholds": [0.2, 0.5], "gammas": [5, 3, 2]}, "FLSD-532"),
+        ("flsd", {"thresholds": [0.2], "gammas": [2.5, 1]}, "FLSD (thresholds=0.2, gammas=2.5,1)"),
+        ("flsc", {"schedule": "0:5,14:3,35:1", "reference_epochs": 50}, "FLSc-531"),
+        ("flsc", {"schedule": "0:4,10:2"}, "FLSc-42"),
         ("my_loss", {"k": 1}, "my_loss (k=1)"),
     ],
 )

@@ -5,7 +5,9 @@ Shipped with the package under ``focalcal/presets``:
 - ``base/<name>.yaml``: a protocol, as :class:`~focalcal.engine.TrainConfig` keys (``paper``, ``cpu``, ...);
 - ``families/<name>.yaml``: an experiment family, the product of its ``axes`` (``dataset``, ``model``,
   ``loss``) on top of a ``base``, with ``special`` cases (``when`` an experiment matches, ``set`` keys),
-  the ``ood`` sets to score per dataset, and a ``description``.
+  the ``ood`` sets to score per dataset, and a ``description``. Where datasets need their own protocol and
+  models (the text experiments: a CNN on 20 Newsgroups, a Tree-LSTM on SST), ``base`` and the ``model`` axis
+  may map each dataset to its own.
 
 A preset is named ``<base>`` (the protocol alone: give ``--dataset/--model/--loss`` yourself),
 ``<family>/<dataset>/<model>/<loss>`` (one experiment of a family), or a path to a YAML file of config keys.
@@ -64,12 +66,27 @@ class Experiment:
 
 @dataclass(frozen=True)
 class Family:
+    """A family as read from its YAML; ``base`` and ``axes["model"]`` may map each dataset to its own."""
+
     name: str
     description: str
-    base: str
-    axes: dict[str, list[Any]]
+    base: str | dict[str, str]
+    axes: dict[str, Any]
     special: list[dict[str, Any]] = field(default_factory=list)
     ood: dict[str, list[str]] = field(default_factory=dict)
+
+    def base_of(self, dataset: str) -> str:
+        """The base protocol of ``dataset``'s experiments."""
+        return self.base[dataset] if isinstance(self.base, dict) else self.base
+
+    def models_of(self, dataset: str) -> list[str]:
+        """The models trained on ``dataset``."""
+        models = self.axes["model"]
+        return list(models[dataset]) if isinstance(models, dict) else list(models)
+
+    def all_models(self) -> list[str]:
+        """Every model of the family, in order of first appearance."""
+        return list(dict.fromkeys(m for d in self.axes["dataset"] for m in self.models_of(d)))
 
 
 # -- reading YAML --------------------------------------------------------------------------------------------
@@ -132,8 +149,19 @@ def load_family(name: str) -> Family:
     if unknown:
         raise ConfigError(f"family {name}: unknown keys {unknown}; valid keys: {sorted(_FAMILY_KEYS)}")
     axes = data.get("axes") or {}
-    if set(axes) != set(AXES) or not all(isinstance(v, list) and v for v in axes.values()):
+    if set(axes) != set(AXES) or not all(v and isinstance(v, (list, dict)) for v in axes.values()):
         raise ConfigError(f"family {name}: axes must give non-empty lists for exactly {', '.join(AXES)}")
+    datasets = axes["dataset"] if isinstance(axes["dataset"], list) else []
+    for key, value in (("axes.model", axes["model"]), ("base", data.get("base"))):
+        if isinstance(value, dict) and (set(value) != set(datasets) or not all(value.values())):
+            raise ConfigError(
+                f"family {name}: {key} as a mapping must give every dataset of the dataset axis "
+                f"({', '.join(map(str, datasets))}) its own; got {sorted(value)}"
+            )
+    if not isinstance(axes["dataset"], list) or not isinstance(axes["loss"], list):
+        raise ConfigError(f"family {name}: the dataset and loss axes must be lists")
+    if not isinstance(data.get("base"), (str, dict)):
+        raise ConfigError(f"family {name}: base must name a base preset, or map each dataset to one")
     special = data.get("special") or []
     for s in special:
         if set(s) != {"when", "set"} or set(s["when"]) - set(AXES):
@@ -157,12 +185,15 @@ def family_experiments(name: str, **only: str) -> list[Experiment]:
     if bad:
         raise ConfigError(f"can only select by {', '.join(AXES)}; got {bad}")
     out = []
-    for dataset, model, loss in itertools.product(fam.axes["dataset"], fam.axes["model"], fam.axes["loss"]):
+    combos = (
+        (d, m, loss) for d in fam.axes["dataset"] for m, loss in itertools.product(fam.models_of(d), fam.axes["loss"])
+    )
+    for dataset, model, loss in combos:
         key, loss_name, options = _loss_entry(loss)
         where = {"dataset": dataset, "model": model, "loss": key}
         if any(where[k] != v for k, v in only.items()):
             continue
-        cfg = merge(base(fam.base), {"dataset": dataset, "model": model, "loss": loss_name})
+        cfg = merge(base(fam.base_of(dataset)), {"dataset": dataset, "model": model, "loss": loss_name})
         cfg = merge(cfg, {"loss_options": options})
         for s in fam.special:
             if all(where[k] == v for k, v in s["when"].items()):
@@ -187,7 +218,7 @@ def experiment(name: str) -> Experiment:
         keys = ", ".join(_loss_entry(e)[0] for e in fam.axes["loss"])
         raise ConfigError(
             f"family {family} has no experiment {dataset}/{model}/{loss}; datasets: "
-            f"{', '.join(fam.axes['dataset'])}; models: {', '.join(fam.axes['model'])}; losses: {keys}"
+            f"{', '.join(fam.axes['dataset'])}; models: {', '.join(fam.all_models())}; losses: {keys}"
         )
     return found[0]
 

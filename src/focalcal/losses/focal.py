@@ -144,7 +144,13 @@ def scale_schedule(
     return sorted(scaled.items())
 
 
-def _parse_schedule(schedule: object, reference_epochs: int) -> tuple[tuple[float, float], ...]:
+def parse_schedule(schedule: object, reference_epochs: int) -> tuple[tuple[float, float], ...]:
+    """``(start_epoch, gamma)`` pairs of a schedule given as ``"0:5,100:3,250:1"`` or as pairs, checked
+    (first start 0, increasing starts below ``reference_epochs``, gammas >= 0).
+
+    Raises:
+        InputError: naming what is wrong.
+    """
     if isinstance(schedule, str):  # "0:5,100:3,250:1"
         try:
             pairs = [tuple(float(v) for v in item.split(":")) for item in schedule.split(",") if item.strip()]
@@ -198,7 +204,7 @@ class ScheduledFocalLoss(CalibrationLoss):
         if isinstance(reference_epochs, bool) or not isinstance(reference_epochs, int) or reference_epochs < 1:
             raise InputError(f"reference_epochs must be an integer >= 1, got {reference_epochs!r}")
         super().__init__(num_classes, **kwargs)
-        self.schedule = _parse_schedule(schedule, reference_epochs)
+        self.schedule = parse_schedule(schedule, reference_epochs)
         self.reference_epochs = reference_epochs
         # Training state (changes with the epoch): a buffer, so state_dict() checkpoints it.
         self.gamma: Tensor

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ..errors import InputError
 from ..registry import (
     Converter,
     Registry,
@@ -19,6 +20,7 @@ from ..registry import (
     as_int,
     as_is,
     as_str,
+    option_suffix,
 )
 from .adafocal import AdaFocalLoss
 from .base import CalibrationLoss
@@ -32,6 +34,7 @@ from .focal import (
     FocalLoss,
     SampleDependentFocalLoss,
     ScheduledFocalLoss,
+    parse_schedule,
 )
 from .mmce import MMCELoss
 from .smoothing import LabelSmoothingLoss, MarginLabelSmoothingLoss
@@ -41,6 +44,7 @@ __all__ = [
     "available_losses",
     "build_loss",
     "loss_description",
+    "loss_identity",
     "loss_label",
     "loss_options",
     "register_loss",
@@ -83,6 +87,38 @@ def _flsd53_3level(num_classes: int, gamma: float = 3.0, **kwargs: Any) -> Sampl
     return SampleDependentFocalLoss(num_classes, thresholds=(0.2, 0.5), gammas=(5.0, 3.0, gamma), **kwargs)
 
 
+def _gamma_digits(gammas: Any) -> str | None:
+    """``"53"`` for gammas (5, 3): the paper names a focal schedule by its gammas (whole numbers 0-9)."""
+    try:
+        gs = [float(g) for g in gammas]
+    except (TypeError, ValueError):
+        return None
+    return "".join(str(int(g)) for g in gs) if gs and all(g.is_integer() and 0 <= g < 10 for g in gs) else None
+
+
+def _schedule_label(name: str, gammas: Any, shown: Mapping[str, Any]) -> str:
+    """``FLSD-53`` / ``FLSc-531`` from the gammas (when they are whole numbers), the paper's names whatever
+    the thresholds or switch epochs (which a protocol sets, e.g. the text experiments'); else the name with
+    its options."""
+    digits = _gamma_digits(gammas)
+    return f"{name}-{digits}" if digits else name + option_suffix(dict(shown))
+
+
+def _flsd_label(options: Mapping[str, Any]) -> str:
+    """``flsd`` with gammas (5, 3) -> ``"FLSD-53"``, whatever its thresholds."""
+    return _schedule_label("FLSD", options.get("gammas", FLSD_53_GAMMAS), options)
+
+
+def _flsc_label(options: Mapping[str, Any]) -> str:
+    """``flsc`` with schedule ``"0:5,14:3,35:1"`` -> ``"FLSc-531"``, whatever its switch epochs."""
+    schedule = options.get("schedule", FLSC_531_SCHEDULE)
+    try:
+        gammas = [g for _, g in parse_schedule(schedule, 10**9)]
+    except InputError:
+        gammas = None
+    return _schedule_label("FLSc", gammas, options)
+
+
 _MMCE_OPTIONS = {"lam": as_float, "bandwidth": as_float, "squared": as_bool}
 _ADAFOCAL_OPTIONS = {
     "num_bins": as_int,
@@ -110,7 +146,7 @@ for _name, _factory, _description, _label, _options, _fixed in (
         "flsc",
         ScheduledFocalLoss,
         "scheduled focal loss, schedule '0:5,100:3,250:1' of reference_epochs (350), scaled",
-        "FLSc",
+        _flsc_label,
         {"schedule": as_is, "reference_epochs": as_int},
         {},
     ),
@@ -134,7 +170,7 @@ for _name, _factory, _description, _label, _options, _fixed in (
         "flsd",
         SampleDependentFocalLoss,
         "sample-dependent focal, general: thresholds (ascending), gammas (one more); default FLSD-53",
-        "FLSD",
+        _flsd_label,
         {"thresholds": as_float_tuple, "gammas": as_float_tuple},
         {},
     ),
@@ -232,7 +268,27 @@ def loss_label(name: str, options: Mapping[str, Any] | None = None) -> str:
     'MMCE (λ=4)'
     """
     opts = {k: v for k, v in (options or {}).items() if k not in ("reduction", "validate")}
+    try:  # typed, so that a run made when options were stored as strings ("2.0") shows "FL-2"
+        opts = LOSSES.convert_options(name, opts)
+    except InputError:  # an unknown loss or option is shown as it is
+        pass
     return LOSSES.label(name, opts)
+
+
+def loss_identity(name: str, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The loss a run trains with, whatever the spelling (JSON-able): its factory and every keyword argument
+    (defaults, the entry's fixed options, the typed options), without ``validate`` (which changes nothing
+    trained). ``("fl2", {})``, ``("focal", {"gamma": "2"})`` and ``("focal", {"gamma": 2.0})`` have one
+    identity; ``focalcal table`` groups runs by it. A name or option that is not registered (a run of a loss
+    registered elsewhere) gives ``{"loss": name, "options": options}``.
+
+    >>> loss_identity("fl2") == loss_identity("focal", {"gamma": "2"}) != loss_identity("fl3")
+    True
+    """
+    try:
+        return LOSSES.identity(name, options, ignore=("validate",))
+    except InputError:
+        return {"loss": name, "options": dict(options or {})}
 
 
 def build_loss(name: str, *, num_classes: int, **options: Any) -> CalibrationLoss:
