@@ -26,6 +26,7 @@ COMMANDS: tuple[str, ...] = (
     "sweep",
     "table",
     "claims",
+    "reproduction",
     "calibrate",
     "demo",
     "listing",

@@ -1,0 +1,46 @@
+"""``focalcal reproduction RUNS...``: the paper's text experiments beside its published numbers, as a page
+(see :mod:`focalcal.experiments.reproduction`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..experiments.reproduction import PAGE, write_text_page
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    c = sub.add_parser(
+        "reproduction",
+        help="set text runs beside the paper's published numbers and write a results page",
+        description="Export the runs' summaries to OUT/text, rebuild every number from them, and write "
+        f"OUT/{PAGE}: per data set and loss, the mean over seeds with a 95%% interval of test error, ECE before "
+        "and after temperature scaling, T, AdaECE, Classwise-ECE and NLL, beside the paper's number and whether "
+        "it lies inside; then the paper's text claims as paired differences over seeds.",
+    )
+    c.add_argument("runs", nargs="+", help="run folders, sweep roots or glob patterns (e.g. runs/paper_text)")
+    c.add_argument("--out", type=Path, default=Path("docs/reproduction"), help="output folder (docs/reproduction)")
+    c.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier page in --out (its text/ export and text.md)"
+    )
+    c.add_argument(
+        "--not-run",
+        action="append",
+        default=[],
+        metavar="DATASET=WHY",
+        help="what the page says for a data set without runs (repeatable)",
+    )
+    c.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    not_run = dict(item.split("=", 1) for item in args.not_run if "=" in item)
+    result = write_text_page(args.runs, args.out, overwrite=args.overwrite, not_run=not_run)
+    for line in result["skipped"]:
+        print(f"focalcal reproduction: skipped {line}", file=sys.stderr)
+    for claim in result["claims"]:
+        for row in claim.rows:
+            print(f"{claim.dataset}: {row['difference']}: {row['mean']:+.2f} points, {row['verdict']}")
+    print(args.out / PAGE)
+    return 0

@@ -1,0 +1,340 @@
+"""The paper's text experiments reproduced, beside its published numbers (``docs/reproduction/text.md``).
+
+:func:`write_text_page` exports the runs' summaries (config, log, report of each run) to ``OUT/text/``,
+rebuilds every number from that export with :func:`focalcal.experiments.table.build` (the mean over seeds
+with a 95% t-interval clipped to the quantity's range, none below 3 seeds), sets the paper's published
+number (``focalcal/presets/published/text.yaml``: Table 1 and the error table of Mukhoti et al. 2020) beside
+each cell it has, says whether it lies inside our interval, and measures the paper's text claims as paired
+differences over seeds (:func:`focalcal.experiments.claims.paired`):
+
+- 20 Newsgroups: focal loss (FL-3, FLSD-53) lowers ECE before temperature scaling, and is at least as good
+  as cross-entropy after it;
+- SST Binary: focal loss is worse than cross-entropy before temperature scaling and better after it.
+
+On SST the paper's ECE uses the paper's confidence (max of the negative and positive probabilities of the
+3-way softmax, not renormalised): its published ECE is compared with that column, which the SST modality
+adds to every report (``test_extra.paper_confidence``); the standard columns use the renormalised binary
+distribution.
+"""
+
+from __future__ import annotations
+
+import glob
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..atomic import atomic_write_text
+from ..errors import InputError
+from ..metrics.intervals import UNIT_RANGE
+from .claims import Diff, _check_destination, _per_seed, export_summaries, paired
+from .table import METRICS, Cell, RunResult, Tables, build, metric_cell, t_cell, temperature_cell
+
+PAGE = "text.md"
+EXPORT = "text"
+#: The published keys compared with our cells, and their column titles.
+COMPARED = {
+    "error": "Error %",
+    "ece_before": "ECE % before TS",
+    "ece_after": "ECE % after TS",
+    "temperature": "T",
+}
+
+
+@dataclass(frozen=True)
+class Published:
+    """A published number (in %, or the temperature) and whether it is uncertain (a trailing ``?``)."""
+
+    value: float
+    uncertain: bool
+
+    def __str__(self) -> str:
+        return f"{self.value:g}" + ("?" if self.uncertain else "")
+
+
+def published_numbers() -> dict[str, dict[str, Any]]:
+    """``dataset -> {"title", "model", "losses": {label: {key: Published}}}`` from the shipped YAML."""
+    text = resources.files("focalcal.presets").joinpath("published", "text.yaml").read_text()
+    out: dict[str, dict[str, Any]] = {}
+    for dataset, entry in yaml.safe_load(text).items():
+        losses = {}
+        for label, values in entry["losses"].items():
+            losses[label] = {k: Published(float(str(v).rstrip("?")), str(v).endswith("?")) for k, v in values.items()}
+        out[dataset] = {"title": entry["title"], "model": entry["model"], "losses": losses}
+    return out
+
+
+def paper_label(label: str) -> str:
+    """The paper's column name of one of our loss labels: options shown in brackets are dropped (our SST
+    MMCE is ``MMCE (λ=1)``, the paper's column ``MMCE``)."""
+    return label.split(" (")[0].split(" [")[0]
+
+
+def _extra_cell(runs: Sequence[RunResult], stage: str) -> Cell | None:
+    """The paper's-confidence ECE (SST) over ``runs``, or None where the reports do not have it."""
+    values = [r.report.get("test_extra", {}).get("paper_confidence", {}).get(stage, {}).get("ece") for r in runs]
+    return None if any(v is None for v in values) else t_cell(values)
+
+
+def _compared_cells(runs: Sequence[RunResult]) -> dict[str, Cell | None]:
+    """Our cell for each published key: on SST the ECE columns are the paper's-confidence ECE."""
+    before, after = _extra_cell(runs, "before"), _extra_cell(runs, "after")
+    return {
+        "error": metric_cell(runs, "error", "before", bootstrap=False),
+        "ece_before": before or metric_cell(runs, "ece", "before", bootstrap=False),
+        "ece_after": after or metric_cell(runs, "ece", "after", bootstrap=False),
+        "temperature": temperature_cell(runs),
+    }
+
+
+def inside(cell: Cell | None, published: Published | None, scale: float) -> bool | None:
+    """Whether ``published`` lies in our 95% interval (None: no interval, or no published number)."""
+    if cell is None or published is None or cell.low is None or cell.high is None:
+        return None
+    return cell.low * scale - 1e-9 <= published.value <= cell.high * scale + 1e-9
+
+
+def _fmt(cell: Cell | None, scale: float, digits: int = 2) -> str:
+    if cell is None:
+        return "-"
+    v = f"{cell.value * scale:.{digits}f}"
+    return v if cell.low is None else f"{v} [{cell.low * scale:.{digits}f}, {cell.high * scale:.{digits}f}]"
+
+
+def _mark(flag: bool | None) -> str:
+    return {True: " ✓", False: " ✗", None: ""}[flag]
+
+
+def dataset_rows(tables: Tables, dataset: str, published: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per loss of ``dataset``: our cells, the published numbers and whether each is inside."""
+    rows = []
+    for (ds, model, label), runs in tables.groups.items():
+        if ds != dataset:
+            continue
+        paper = published.get("losses", {}).get(paper_label(label), {})
+        ours = _compared_cells(runs)
+        row: dict[str, Any] = {"loss": label, "model": model, "n": len(runs), "seeds": [r.seed for r in runs]}
+        for key in COMPARED:
+            scale = 1.0 if key == "temperature" else 100.0
+            row[key] = ours[key]
+            row[f"{key}_paper"] = paper.get(key)
+            row[f"{key}_inside"] = inside(ours[key], paper.get(key), scale)
+        for key, _, _ in METRICS[2:]:  # AdaECE, Classwise-ECE, NLL: the paper's appendix, not compared
+            for stage in ("before", "after"):
+                row[f"{key}_{stage}"] = metric_cell(runs, key, stage, bootstrap=False)
+        row["renormalised_ece"] = [metric_cell(runs, "ece", s, bootstrap=False) for s in ("before", "after")]
+        row["paper_confidence"] = _extra_cell(runs, "before") is not None
+        rows.append(row)
+    return rows
+
+
+def _by_label(tables: Tables, dataset: str) -> dict[str, list[RunResult]]:
+    return {paper_label(k[2]): runs for k, runs in tables.groups.items() if k[0] == dataset}
+
+
+def _ece(stage: str, paper_confidence: bool):
+    def get(r: RunResult) -> float:
+        if paper_confidence:
+            return r.report["test_extra"]["paper_confidence"][stage]["ece"]
+        return r.report["test"][stage]["ece"]
+
+    return get
+
+
+@dataclass
+class TextClaim:
+    """One of the paper's text claims: ``rows`` of paired differences (focal minus CE) with verdicts."""
+
+    dataset: str
+    text: str
+    rows: list[dict[str, Any]]
+
+
+def _claim_row(what: str, d: Diff, want: str, *, not_worse: bool = False) -> dict[str, Any]:
+    verdict = d.verdict(want)
+    if not_worse:  # "at least as good": only an interval on the wrong side refutes it
+        verdict = {"holds": "holds (better)", "not shown": "holds (no difference shown)", "fails": "fails (worse)"}.get(
+            verdict, verdict
+        )
+    return {
+        "difference": what,
+        "mean": d.mean * 100,
+        "low": d.low * 100,
+        "high": d.high * 100,
+        "n": d.n,
+        "verdict": verdict,
+        "interval": d.note,
+    }
+
+
+def text_claims(tables: Tables) -> list[TextClaim]:
+    """The paper's text claims on the runs there are (a claim whose losses were not run is left out)."""
+    out = []
+    ng = _by_label(tables, "20newsgroups")
+    if "CE" in ng:
+        focal = [f for f in ("FL-3", "FLSD-53") if f in ng]
+        for stage, want, text, not_worse in (
+            ("before", "negative", "focal loss lowers ECE before temperature scaling", False),
+            ("after", "negative", "focal loss is at least as good as CE after temperature scaling", True),
+        ):
+            rows = [
+                _claim_row(
+                    f"{f} - CE, ECE % {stage} TS",
+                    paired(
+                        _per_seed(ng[f], _ece(stage, False)),
+                        _per_seed(ng["CE"], _ece(stage, False)),
+                        UNIT_RANGE,
+                        UNIT_RANGE,
+                    ),
+                    want,
+                    not_worse=not_worse,
+                )
+                for f in focal
+            ]
+            if rows:
+                out.append(TextClaim("20newsgroups", text, rows))
+    sst = _by_label(tables, "sst2")
+    if "CE" in sst:
+        focal = [f for f in ("FL-3", "FLSD-53") if f in sst]
+        has_paper = all("paper_confidence" in r.report.get("test_extra", {}) for runs in sst.values() for r in runs)
+        for stage, want, text in (
+            ("before", "positive", "focal loss is worse (higher ECE) than CE before temperature scaling"),
+            ("after", "negative", "focal loss is better (lower ECE) than CE after temperature scaling"),
+        ):
+            rows = []
+            for f in focal:
+                for paper_conf in (True, False) if has_paper else (False,):
+                    which = "the paper's confidence" if paper_conf else "renormalised"
+                    d = paired(
+                        _per_seed(sst[f], _ece(stage, paper_conf)),
+                        _per_seed(sst["CE"], _ece(stage, paper_conf)),
+                        UNIT_RANGE,
+                        UNIT_RANGE,
+                    )
+                    rows.append(_claim_row(f"{f} - CE, ECE % {stage} TS ({which})", d, want))
+            if rows:
+                out.append(TextClaim("sst2", text, rows))
+    return out
+
+
+def _table_markdown(rows: list[dict[str, Any]], extra_note: bool) -> str:
+    head = ["Loss", "n", *COMPARED.values(), "AdaECE % before / after", "Classwise-ECE % before / after"]
+    head += ["NLL before / after"]
+    if extra_note:
+        head.insert(5, "ECE % renormalised before / after")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["loss"], str(r["n"])]
+        for key in COMPARED:
+            scale = 1.0 if key == "temperature" else 100.0
+            paper = r[f"{key}_paper"]
+            shown = _fmt(r[key], scale)
+            if paper is not None:
+                shown += f" · paper {paper}{_mark(r[f'{key}_inside'])}"
+            cells.append(shown)
+        if extra_note:
+            cells.append(" / ".join(_fmt(c, 100.0) for c in r["renormalised_ece"]))
+        for key, scale, digits in (("adaptive_ece", 100.0, 2), ("classwise_ece", 100.0, 2), ("nll", 1.0, 3)):
+            cells.append(" / ".join(_fmt(r[f"{key}_{s}"], scale, digits) for s in ("before", "after")))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _setup_line(runs: Sequence[RunResult]) -> str:
+    r = runs[0]
+    inputs = r.report.get("inputs", {})
+    cfg = r.config
+    return (
+        f"`{cfg.get('model')}`, {cfg.get('optimizer')} lr {cfg.get('lr')}, batch {cfg.get('batch_size')}, "
+        f"{cfg.get('epochs')} epochs, the epoch with the best validation accuracy kept; word vectors "
+        f"`{inputs.get('word_vectors')}` ({inputs.get('embedding_dim')} dimensions; {inputs.get('oov_words')} of "
+        f"{inputs.get('vocabulary_size')} vocabulary words out of vocabulary, initialised "
+        f"{inputs.get('oov_init', 'as zeros')}); vocabulary fitted on {inputs.get('tokenizer_fit_on')} documents; "
+        f"{r.report.get('n_train')} / {r.report.get('n_val')} / {r.report.get('n_test')} train / validation / test "
+        f"{r.report.get('samples', 'samples')}; temperature by the {r.report.get('ts_method')} method, "
+        f"{r.report.get('n_bins')} bins {r.report.get('binning', '')}"
+    )
+
+
+def text_page(tables: Tables, *, not_run: dict[str, str] | None = None) -> str:
+    """The Markdown of ``docs/reproduction/text.md`` (``not_run``: dataset -> why it has no runs here)."""
+    published = published_numbers()
+    parts = [
+        "# The paper's text experiments, reproduced on a CPU",
+        "",
+        "Our numbers: the mean over seeds with a 95% t-interval over the seeds, clipped to the quantity's range "
+        "(no interval below 3 seeds), on the test split. Beside each, the paper's published number (Table 1 "
+        "and the error table; `?`: uncertain, not confirmed by a second source) and whether it lies inside our "
+        "interval (✓ inside, ✗ outside, nothing: no interval). AdaECE, Classwise-ECE and NLL are the paper's "
+        "appendix numbers, which are not compared here. Regenerate this page with `make reproduce-text` "
+        "(resumable); the run summaries it is built from are committed under `text/` "
+        "(`focalcal table docs/reproduction/text` rebuilds the tables).",
+        "",
+    ]
+    for dataset, entry in published.items():
+        parts += [f"## {entry['title']} ({entry['model']})", ""]
+        rows = dataset_rows(tables, dataset, entry)
+        if not rows:
+            parts += [(not_run or {}).get(dataset, "Not run yet."), ""]
+            continue
+        runs = next(rs for k, rs in tables.groups.items() if k[0] == dataset)
+        parts += [f"Setup: {_setup_line(runs)}.", ""]
+        paper_conf = any(r["paper_confidence"] for r in rows)
+        if paper_conf:
+            parts += [
+                "The ECE columns use the paper's confidence (max of the negative and positive probabilities of the "
+                "3-way softmax, not renormalised), as the published numbers do; after temperature scaling those "
+                "logits are divided by the temperature fitted (validation-ECE grid) on the renormalised binary "
+                "distribution. The renormalised column is the ECE of a proper binary distribution.",
+                "",
+            ]
+        parts += [_table_markdown(rows, paper_conf), ""]
+    claims = text_claims(tables)
+    parts += ["## The paper's text claims", ""]
+    if not claims:
+        parts += ["No claim can be measured yet: it needs CE and a focal loss on the same seeds.", ""]
+    for c in claims:
+        parts += [f"**{published[c.dataset]['title']}: {c.text}.**", ""]
+        parts += ["| difference (points) | mean | 95% interval | seeds | verdict |", "|---|---|---|---|---|"]
+        for r in c.rows:
+            ci = "-" if math.isnan(r["low"]) else f"[{r['low']:+.2f}, {r['high']:+.2f}]"
+            parts.append(f"| {r['difference']} | {r['mean']:+.2f} | {ci} | {r['n']} | {r['verdict']} |")
+        parts.append("")
+    return "\n".join(parts)
+
+
+def write_text_page(
+    patterns: Sequence[str], out, *, overwrite: bool = False, not_run: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Export the runs' summaries to ``out/text/``, rebuild every number from them, and write
+    ``out/text.md``. Returns ``{"tables", "claims", "skipped"}``.
+
+    Nothing is removed but an earlier export of this page (with ``overwrite``); the export never holds or
+    lies inside a run it reads.
+
+    Raises:
+        InputError: no evaluated run; ``out/text`` holds files an export does not write, or would hold a run
+            read; ``out/text.md`` exists without an earlier export beside it; an earlier page without
+            ``overwrite`` (all checked before anything is written).
+    """
+    out = Path(out)
+    source = build(patterns, bootstrap=False)
+    given = [Path(m) for pattern in patterns for m in (glob.glob(pattern) or [pattern]) if Path(m).exists()]
+    earlier = _check_destination(source, out / EXPORT, sources=given, overwrite=True)
+    page = out / PAGE
+    if page.exists() and not earlier:
+        raise InputError(
+            f"{page} exists but no earlier export ({out / EXPORT}) is beside it: it is not a page of this "
+            "command; choose another --out (nothing was changed)"
+        )
+    if (page.exists() or earlier) and not overwrite:
+        raise InputError(f"{out} holds an earlier text page; pass --overwrite to replace it (nothing was changed)")
+    export_summaries(source, out / EXPORT, overwrite=overwrite, sources=given)
+    tables = build([str(out / EXPORT)], bootstrap=False)  # every number on the page comes from the export
+    atomic_write_text(page, text_page(tables, not_run=not_run))
+    return {"tables": tables, "claims": text_claims(tables), "skipped": source.skipped}
