@@ -282,25 +282,23 @@ def as_str(value: Any) -> str:
     return value.strip()
 
 
-def as_float_tuple(value: Any) -> tuple[float, ...]:
+def _items(value: Any) -> list[Any]:
+    """The items of a list option: ``"a,b"`` / ``"a;b"`` split (empty items dropped), a lone number, or any
+    iterable's items."""
     if isinstance(value, str):
-        items = [s for s in value.replace(";", ",").split(",") if s.strip()]
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        items = [value]
-    else:
-        items = list(value)
-    return tuple(as_float(v) for v in items)
+        return [s for s in value.replace(";", ",").split(",") if s.strip()]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return [value]
+    return list(value)
+
+
+def as_float_tuple(value: Any) -> tuple[float, ...]:
+    return tuple(as_float(v) for v in _items(value))
 
 
 def as_int_tuple(value: Any) -> tuple[int, ...]:
     """``"0,2"``, ``[0, 2]`` or ``2`` -> a tuple of ints (e.g. class indices)."""
-    if isinstance(value, str):
-        items = [s for s in value.replace(";", ",").split(",") if s.strip()]
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        items = [value]
-    else:
-        items = list(value)
-    return tuple(as_int(v) for v in items)
+    return tuple(as_int(v) for v in _items(value))
 
 
 def as_is(value: Any) -> Any:

@@ -164,20 +164,16 @@ def skipped_note(skipped: Sequence[tuple[Candidate, float]], n_rows: int, n_clas
     )
 
 
-def cv_nll(
-    candidate: Candidate,
-    logits: torch.Tensor,
-    labels: torch.Tensor,
-    *,
-    n_bins: int,
-    closed: str,
-    folds: int = FOLDS,
-    seed: int = 0,
-) -> float:
+def cv_nll(candidate: Candidate, logits: torch.Tensor, labels: torch.Tensor, **options: Any) -> float:
     """Mean held-out NLL of ``folds``-fold cross-validation on the validation split (seeded folds; the mean over
-    all rows, each scored by the calibrator fitted without its fold)."""
-    scores, sizes = cv_nll_folds(candidate, logits, labels, n_bins=n_bins, closed=closed, folds=folds, seed=seed)
-    return sum(s * m for s, m in zip(scores, sizes)) / sum(sizes)
+    all rows, each scored by the calibrator fitted without its fold). Keyword arguments (``n_bins``, ``closed``,
+    ``folds``, ``seed``) and errors as :func:`cv_nll_folds`."""
+    return _pooled_mean(*cv_nll_folds(candidate, logits, labels, **options))
+
+
+def _pooled_mean(fold_scores: Sequence[float], fold_sizes: Sequence[int]) -> float:
+    """The mean over all rows of per-fold means ``fold_scores`` of folds of ``fold_sizes`` rows."""
+    return sum(s * m for s, m in zip(fold_scores, fold_sizes)) / sum(fold_sizes)
 
 
 def fold_standard_error(fold_scores: Sequence[float]) -> float:
@@ -338,7 +334,7 @@ def compare(
                 "options": c.options,
                 "label": c.label,
                 "n_parameters": cal.n_parameters,
-                "val_cv_nll": sum(f * m for f, m in zip(folds, sizes)) / sum(sizes),
+                "val_cv_nll": _pooled_mean(folds, sizes),
                 "val_cv_nll_se": fold_standard_error(folds),
                 "val_cv_nll_folds": folds,
                 "test": metrics,

@@ -7,9 +7,10 @@ from collections.abc import Iterator
 import torch
 
 from .augment import random_crop_flip
+from .sources import SampleOrder, epoch_generator, shard_range
 
 
-class DeviceLoader:
+class DeviceLoader(SampleOrder):
     """Iterate ``(images float32 [B, C, H, W] normalised, labels int64 [B])`` batches.
 
     The uint8 images are moved to ``device`` once. Each epoch draws its shuffling and augmentation from a
@@ -35,30 +36,17 @@ class DeviceLoader:
     ):
         if images.dtype != torch.uint8:
             raise TypeError(f"DeviceLoader expects uint8 images, got {images.dtype}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        super().__init__(
+            images.shape[0], batch_size=batch_size, shuffle=shuffle, seed=seed, rank=rank, world_size=world_size
+        )
         self.device = torch.device(device)
         self.images = images.to(self.device)
         self.labels = labels.to(self.device)
-        self.batch_size = int(batch_size)
-        self.shuffle, self.augment, self.seed = shuffle, augment, seed
-        self.channels_last = channels_last
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank must be in [0, world_size), got {rank} of {world_size}")
-        self.rank, self.world_size = rank, world_size
+        self.augment, self.channels_last = augment, channels_last
         std_t = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
         mean_t = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
         self._scale = 1.0 / (255.0 * std_t)
         self._shift = -mean_t / std_t
-
-    def __len__(self) -> int:
-        return (self.num_samples + self.batch_size - 1) // self.batch_size
-
-    @property
-    def num_samples(self) -> int:
-        """Samples this rank sees per epoch (all of them in a single process)."""
-        n = self.images.shape[0]
-        return n // self.world_size if self.shuffle else n
 
     def normalise(self, images_u8: torch.Tensor) -> torch.Tensor:
         x = torch.addcmul(self._shift, images_u8.float(), self._scale)
@@ -66,11 +54,8 @@ class DeviceLoader:
 
     def shard_range(self, rank: int, world_size: int) -> tuple[int, int]:
         """Rows ``[start, stop)`` of an evaluation shard: contiguous, sizes differing by at most one, every
-        row in exactly one shard."""
-        n = self.images.shape[0]
-        base, extra = divmod(n, world_size)
-        start = rank * base + min(rank, extra)
-        return start, start + base + (rank < extra)
+        row in exactly one shard (:func:`~focalcal.data.sources.shard_range`)."""
+        return shard_range(self.images.shape[0], rank, world_size)
 
     def epoch(self, epoch: int = 0, *, shard=None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """One pass. With ``shuffle``, all ranks draw the same permutation and take every world_size-th
@@ -80,7 +65,7 @@ class DeviceLoader:
         ``shard`` (an evaluation pass under torch.distributed: an object with ``rank`` and ``world_size``):
         iterate only this rank's :meth:`shard_range` of an unshuffled loader.
         """
-        g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        g = epoch_generator(self.seed, epoch)
         n = self.images.shape[0]
         order = None
         if shard is not None and shard.world_size > 1:

@@ -14,7 +14,8 @@ torch.distributed, every rank takes every ``world_size``-th sample of one shared
 (:func:`epoch_order`), so a resumed run sees exactly the batches an uninterrupted one would. An unshuffled
 (evaluation) source iterates its samples in order; ``shard=`` (an object with ``rank`` and ``world_size``)
 restricts it to a contiguous :func:`shard_range`. :class:`~focalcal.data.loader.DeviceLoader` (images) is one;
-:class:`TokenLoader` (token sequences) and :class:`TreeLoader` (trees) are the others.
+:class:`TokenLoader` (token sequences) and :class:`TreeLoader` (trees) are the others. All three build on
+:class:`SampleOrder` (batch count, samples per rank; the two here take their batches' rows from it too).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import torch
 from .errors import DataError
 from .trees import TARGETS, Trees, batch_trees
 
-__all__ = ["BatchSource", "TokenLoader", "TreeLoader", "epoch_order", "front_padding", "shard_range"]
+__all__ = ["BatchSource", "SampleOrder", "TokenLoader", "TreeLoader", "epoch_order", "front_padding", "shard_range"]
 
 
 @runtime_checkable
@@ -66,27 +67,50 @@ def shard_range(n: int, rank: int, world_size: int) -> tuple[int, int]:
     return start, start + base + (rank < extra)
 
 
-def _check_common(batch_size: int, rank: int, world_size: int) -> None:
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if not 0 <= rank < world_size:
-        raise ValueError(f"rank must be in [0, world_size), got {rank} of {world_size}")
+class SampleOrder:
+    """What every batch source shares: ``n`` samples in batches of ``batch_size``, in order (evaluation) or, with
+    ``shuffle``, this rank's share of each epoch's :func:`epoch_order` (training); ``len()`` and ``num_samples``
+    as :class:`BatchSource`.
 
+    Raises:
+        ValueError: ``batch_size < 1``, or ``rank`` not in ``[0, world_size)``.
+    """
 
-def _rows_of_pass(
-    n: int, *, shuffle: bool, seed: int, epoch: int, rank: int, world_size: int, shard: Any, batch_size: int
-) -> Iterator[torch.Tensor]:
-    """The CPU row indices of each batch of one pass (shuffled epoch, evaluation shard, or all in order)."""
-    if shard is not None and shard.world_size > 1:
-        if shuffle:
-            raise ValueError("shard= is for evaluation passes; a shuffled source is sharded by rank already")
-        start, stop = shard_range(n, shard.rank, shard.world_size)
-        rows = torch.arange(start, stop)
-    elif shuffle:
-        rows = epoch_order(n, seed, epoch, rank, world_size)
-    else:
-        rows = torch.arange(n)
-    yield from torch.split(rows, batch_size)
+    def __init__(self, n: int, *, batch_size: int, shuffle: bool, seed: int, rank: int, world_size: int):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, world_size), got {rank} of {world_size}")
+        self._n = int(n)
+        self.batch_size, self.shuffle, self.seed = int(batch_size), shuffle, seed
+        self.rank, self.world_size = rank, world_size
+
+    def __len__(self) -> int:
+        return (self.num_samples + self.batch_size - 1) // self.batch_size
+
+    @property
+    def num_samples(self) -> int:
+        """Samples this rank sees per epoch (all of them in a single process)."""
+        return self._n // self.world_size if self.shuffle else self._n
+
+    def batch_rows(self, epoch: int = 0, *, shard: Any = None) -> Iterator[torch.Tensor]:
+        """The int64 CPU row indices of each batch of one pass: this rank's share of a shuffled epoch, the
+        contiguous :func:`shard_range` of ``shard`` (an evaluation pass; an object with ``rank`` and
+        ``world_size``), or all rows in order.
+
+        Raises:
+            ValueError: ``shard`` of more than one rank given to a shuffled source.
+        """
+        if shard is not None and shard.world_size > 1:
+            if self.shuffle:
+                raise ValueError("shard= is for evaluation passes; a shuffled source is sharded by rank already")
+            start, stop = shard_range(self._n, shard.rank, shard.world_size)
+            rows = torch.arange(start, stop)
+        elif self.shuffle:
+            rows = epoch_order(self._n, self.seed, epoch, self.rank, self.world_size)
+        else:
+            rows = torch.arange(self._n)
+        yield from torch.split(rows, self.batch_size)
 
 
 def front_padding(tokens: torch.Tensor, pad: int = 0) -> torch.Tensor:
@@ -98,7 +122,7 @@ def front_padding(tokens: torch.Tensor, pad: int = 0) -> torch.Tensor:
     return torch.where(real.any(1), first, torch.full_like(first, tokens.shape[1])).long()
 
 
-class TokenLoader:
+class TokenLoader(SampleOrder):
     """Batches ``(token ids int64 [B, L_b], labels int64 [B])`` of front-padded token sequences.
 
     Args:
@@ -138,25 +162,16 @@ class TokenLoader:
             raise DataError(f"TokenLoader expects integer token ids [N, L]; got {tokens.dtype} {tuple(tokens.shape)}")
         if labels.shape != (tokens.shape[0],):
             raise DataError(f"labels must be [N] = [{tokens.shape[0]}]; got {tuple(labels.shape)}")
-        _check_common(batch_size, rank, world_size)
+        super().__init__(
+            tokens.shape[0], batch_size=batch_size, shuffle=shuffle, seed=seed, rank=rank, world_size=world_size
+        )
         if trim_margin is not None and trim_margin < 0:
             raise ValueError(f"trim_margin must be >= 0 or None, got {trim_margin}")
         self.device = torch.device(device)
         self.tokens = tokens.long().to(self.device)
         self.labels = labels.long().to(self.device)
         self.lengths = tokens.shape[1] - front_padding(tokens.cpu(), pad)  # CPU: per-batch widths cost no sync
-        self.batch_size, self.shuffle, self.seed = int(batch_size), shuffle, seed
-        self.rank, self.world_size = rank, world_size
         self.trim_margin, self.trim_multiple = trim_margin, max(1, int(trim_multiple))
-
-    def __len__(self) -> int:
-        return (self.num_samples + self.batch_size - 1) // self.batch_size
-
-    @property
-    def num_samples(self) -> int:
-        """Documents this rank sees per epoch (all of them in a single process)."""
-        n = self.tokens.shape[0]
-        return n // self.world_size if self.shuffle else n
 
     def width(self, rows: torch.Tensor) -> int:
         """Columns kept for the batch of ``rows`` (CPU indices); see ``trim_margin``."""
@@ -169,18 +184,8 @@ class TokenLoader:
 
     def epoch(self, epoch: int = 0, *, shard: Any = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """One pass (see :class:`BatchSource`)."""
-        n = self.tokens.shape[0]
         contiguous = not self.shuffle
-        for rows in _rows_of_pass(
-            n,
-            shuffle=self.shuffle,
-            seed=self.seed,
-            epoch=epoch,
-            rank=self.rank,
-            world_size=self.world_size,
-            shard=shard,
-            batch_size=self.batch_size,
-        ):
+        for rows in self.batch_rows(epoch, shard=shard):
             w = self.width(rows)
             if contiguous:
                 s, e = int(rows[0]), int(rows[-1]) + 1
@@ -192,7 +197,7 @@ class TokenLoader:
     __iter__ = epoch
 
 
-class TreeLoader:
+class TreeLoader(SampleOrder):
     """Batches ``(TreeBatch on device, labels int64 [T])`` of constituency trees.
 
     Args:
@@ -225,7 +230,9 @@ class TreeLoader:
     ):
         if targets not in TARGETS:
             raise DataError(f"targets must be one of {', '.join(TARGETS)}; got {targets!r}")
-        _check_common(batch_size, rank, world_size)
+        super().__init__(
+            len(trees), batch_size=batch_size, shuffle=shuffle, seed=seed, rank=rank, world_size=world_size
+        )
         self.trees = trees
         self.device = torch.device(device)
         labels = trees.root_labels if labels is None else labels.long().cpu()
@@ -234,30 +241,10 @@ class TreeLoader:
         self._labels_cpu = labels
         self.labels = labels.to(self.device)
         self.targets = targets
-        self.batch_size, self.shuffle, self.seed = int(batch_size), shuffle, seed
-        self.rank, self.world_size = rank, world_size
-
-    def __len__(self) -> int:
-        return (self.num_samples + self.batch_size - 1) // self.batch_size
-
-    @property
-    def num_samples(self) -> int:
-        """Trees this rank sees per epoch (all of them in a single process)."""
-        n = len(self.trees)
-        return n // self.world_size if self.shuffle else n
 
     def epoch(self, epoch: int = 0, *, shard: Any = None) -> Iterator[tuple[Any, torch.Tensor]]:
         """One pass (see :class:`BatchSource`)."""
-        for rows in _rows_of_pass(
-            len(self.trees),
-            shuffle=self.shuffle,
-            seed=self.seed,
-            epoch=epoch,
-            rank=self.rank,
-            world_size=self.world_size,
-            shard=shard,
-            batch_size=self.batch_size,
-        ):
+        for rows in self.batch_rows(epoch, shard=shard):
             batch = batch_trees(self.trees, rows, targets=self.targets)
             labels = batch.labels if self.targets == "nodes" else self._labels_cpu[rows]
             yield batch.to(self.device), labels.to(self.device)

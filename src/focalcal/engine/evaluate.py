@@ -252,6 +252,7 @@ def evaluate(
         temperature=float(main.temperature),
         n_bins=n_bins,
         bin_closed=bin_closed,
+        val=(data.val_inputs, val_y),
     )
     if extra:  # a data set's own metrics of the test split (binary SST: the paper's confidence), each labelled
         report["test_extra"] = extra

@@ -19,7 +19,7 @@ torch optimiser's and scheduler's own (checkpoints of earlier runs resume unchan
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -53,14 +53,69 @@ def make_optimizer(
     raise ConfigError(f"unknown optimizer {name!r}; choose sgd, adam or adagrad")
 
 
-class Optimizers:
+class _Together:
+    """Torch optimisers or lr schedulers (the list attribute named ``key``) stepped and checkpointed together.
+    With one of them the state dict is its own (checkpoints of runs before parameter groups resume unchanged),
+    else ``{key: [state dicts], **extra}``."""
+
+    key: ClassVar[str] = ""
+    noun: ClassVar[str] = ""
+
+    def _members(self) -> list[Any]:
+        return getattr(self, self.key)
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def step(self) -> None:
+        for member in self._members():
+            member.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        members = self._members()
+        if len(members) == 1:
+            return members[0].state_dict()
+        return {self.key: [m.state_dict() for m in members], **self._extra_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Raises ConfigError when ``state`` holds another number of them than this run has."""
+        members = self._members()
+        states = state[self.key] if self.key in state else [state]
+        if len(states) != len(members):
+            raise ConfigError(f"the checkpoint holds {len(states)} {self.noun}(s), this run has {len(members)}")
+        for member, s in zip(members, states):
+            member.load_state_dict(s)
+
+
+def _group_optimizer(params: list[torch.nn.Parameter], group: dict[str, Any], config: Any) -> torch.optim.Optimizer:
+    """The optimiser of ``params`` with a parameter group's settings (``{}``: the run's main optimiser); an unset
+    key is the run's (``config``'s), and the settings of the run's optimiser kind (``momentum``, ``nesterov``,
+    ``betas``, ``eps``) carry over only to a group of the same kind (SGD momentum only to SGD)."""
+    opt = group.get("optimizer", config.optimizer)
+    same = opt == config.optimizer
+    return make_optimizer(
+        opt,
+        params,
+        lr=group.get("lr", config.lr),
+        weight_decay=group.get("weight_decay", config.weight_decay),
+        momentum=group.get("momentum", config.momentum if same and opt == "sgd" else 0.0),
+        nesterov=group.get("nesterov", config.nesterov if same else False),
+        betas=group.get("betas", config.betas if same else None),
+        eps=group.get("eps", config.eps if same else None),
+    )
+
+
+class Optimizers(_Together):
     """The run's optimisers (see the module docstring); ``param_groups`` are the main optimiser's (its lr is
     the one the log records).
 
     Raises:
         ConfigError: a group's prefix matches no trainable parameter (the message lists the parameter names),
-            or the groups leave no parameter to the main optimiser while it has settings of its own.
+            or the groups leave no parameter to the main optimiser while it has settings of its own;
+            (:meth:`load_state_dict`) the checkpoint holds another number of optimisers.
     """
+
+    key, noun = "optimizers", "optimiser"
 
     def __init__(self, model: torch.nn.Module, config: Any):
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
@@ -79,35 +134,9 @@ class Optimizers:
             claimed.update(n for n, _ in mine)
             groups.append((group, [p for _, p in mine]))
         rest = [p for n, p in named if n not in claimed]
-        self.optimizers.append(
-            make_optimizer(
-                config.optimizer,
-                rest,
-                lr=config.lr,
-                weight_decay=config.weight_decay,
-                momentum=config.momentum if config.optimizer == "sgd" else 0.0,
-                nesterov=config.nesterov,
-                betas=config.betas,
-                eps=config.eps,
-            )
-            if rest
-            else _NoParams(config.lr)
-        )
+        self.optimizers.append(_group_optimizer(rest, {}, config) if rest else _NoParams(config.lr))
         for group, params in groups:
-            opt = group.get("optimizer", config.optimizer)
-            same = opt == config.optimizer
-            self.optimizers.append(
-                make_optimizer(
-                    opt,
-                    params,
-                    lr=group.get("lr", config.lr),
-                    weight_decay=group.get("weight_decay", config.weight_decay),
-                    momentum=group.get("momentum", config.momentum if same and opt == "sgd" else 0.0),
-                    nesterov=group.get("nesterov", config.nesterov if same else False),
-                    betas=group.get("betas", config.betas if same else None),
-                    eps=group.get("eps", config.eps if same else None),
-                )
-            )
+            self.optimizers.append(_group_optimizer(params, group, config))
             self.group_names.append(group["params"])
 
     @property
@@ -118,21 +147,8 @@ class Optimizers:
         for opt in self.optimizers:
             opt.zero_grad(set_to_none=set_to_none)
 
-    def step(self) -> None:
-        for opt in self.optimizers:
-            opt.step()
-
-    def state_dict(self) -> dict[str, Any]:
-        if len(self.optimizers) == 1:
-            return self.optimizers[0].state_dict()
-        return {"optimizers": [o.state_dict() for o in self.optimizers], "groups": list(self.group_names)}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        states = state["optimizers"] if "optimizers" in state else [state]
-        if len(states) != len(self.optimizers):
-            raise ConfigError(f"the checkpoint holds {len(states)} optimiser(s), this run has {len(self.optimizers)}")
-        for opt, s in zip(self.optimizers, states):
-            opt.load_state_dict(s)
+    def _extra_state(self) -> dict[str, Any]:
+        return {"groups": list(self.group_names)}
 
 
 class _NoParams(torch.optim.Optimizer):
@@ -145,8 +161,14 @@ class _NoParams(torch.optim.Optimizer):
         return None
 
 
-class Schedulers:
-    """The lr schedule of every optimiser of an :class:`Optimizers` (``multistep`` or ``constant``)."""
+class Schedulers(_Together):
+    """The lr schedule of every optimiser of an :class:`Optimizers` (``multistep`` or ``constant``).
+
+    Raises:
+        ConfigError: (:meth:`load_state_dict`) the checkpoint holds another number of schedulers.
+    """
+
+    key, noun = "schedulers", "scheduler"
 
     def __init__(self, optimizers: Optimizers, config: Any):
         milestones = config.resolved_milestones() if config.lr_schedule == "multistep" else []
@@ -154,17 +176,3 @@ class Schedulers:
             torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=config.lr_gamma)
             for opt in optimizers.optimizers
         ]
-
-    def step(self) -> None:
-        for s in self.schedulers:
-            s.step()
-
-    def state_dict(self) -> dict[str, Any]:
-        if len(self.schedulers) == 1:
-            return self.schedulers[0].state_dict()
-        return {"schedulers": [s.state_dict() for s in self.schedulers]}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        states = state["schedulers"] if "schedulers" in state else [state]
-        for s, st in zip(self.schedulers, states):
-            s.load_state_dict(st)

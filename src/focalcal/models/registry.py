@@ -160,7 +160,9 @@ def build_model(name: str, num_classes: int, **options) -> nn.Module:
     return model
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
+def unwrap_model(model: nn.Module | None) -> nn.Module | None:
+    """The model inside its DistributedDataParallel and ``torch.compile`` wrappers (``model`` itself when it has
+    none; ``None`` for ``None``)."""
     inner = getattr(model, "module", model)  # DistributedDataParallel
     return getattr(inner, "_orig_mod", inner)  # torch.compile
 
@@ -171,7 +173,7 @@ def last_linear(model: nn.Module) -> nn.Linear:
     Raises:
         InputError: the model was not built by :func:`build_model`, or its classifier is not ``nn.Linear``.
     """
-    inner = _unwrap(model)
+    inner = unwrap_model(model)
     path = getattr(inner, "focalcal_classifier", None)
     if path is None:
         raise InputError("model was not built by focalcal.models.build_model; cannot locate its classifier")

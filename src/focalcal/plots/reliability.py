@@ -23,53 +23,29 @@ def _draw(ax_top: Axes, ax_hist: Axes, bins, title: str | None, metrics: Mapping
     left, width = edges[:-1], np.diff(edges)
     filled = counts > 0
 
-    # only what the panel shows gets a legend entry: a bar call with no bars would add an entry drawn in
-    # matplotlib's default colour, not its own
-    if filled.any():
-        ax_top.bar(
-            left[filled],
-            acc[filled],
-            width=width[filled],
-            align="edge",
-            color="#3b75af",
-            edgecolor="black",
-            linewidth=0.6,
-            label="accuracy",
-        )
+    def bars(mask: np.ndarray, low: np.ndarray, high: np.ndarray, label: str, **style: object) -> None:
+        # only what the panel shows gets a legend entry: a bar call with no bars would add an entry drawn in
+        # matplotlib's default colour, not its own
+        if mask.any():
+            ax_top.bar(
+                left[mask],
+                (high - low)[mask],
+                bottom=low[mask],
+                width=width[mask],
+                align="edge",
+                linewidth=0.6,
+                label=label,
+                **style,
+            )
+
+    bars(filled, np.zeros_like(acc), acc, "accuracy", color="#3b75af", edgecolor="black")
     # the gap between accuracy and mean confidence: above the bar where over-confident (conf > acc), and
     # inside the bar where under-confident (acc > conf), drawn opaque in its own colour so that it never
     # mixes with the accuracy bar
-    over = filled & (conf > acc)
-    under = filled & (acc > conf)
-    if over.any():
-        ax_top.bar(
-            left[over],
-            (conf - acc)[over],
-            bottom=acc[over],
-            width=width[over],
-            align="edge",
-            color="#e2736b",
-            alpha=0.6,
-            edgecolor="#b0302a",
-            hatch="//",
-            linewidth=0.6,
-            label="gap: over-confident",
-        )
-    if under.any():
-        ax_top.bar(
-            left[under],
-            (acc - conf)[under],
-            bottom=conf[under],
-            width=width[under],
-            align="edge",
-            color="#f4c542",
-            alpha=1.0,
-            edgecolor="#8a6d00",
-            hatch="\\\\",
-            linewidth=0.6,
-            zorder=3,
-            label="gap: under-confident",
-        )
+    over_style = {"color": "#e2736b", "alpha": 0.6, "edgecolor": "#b0302a", "hatch": "//"}
+    under_style = {"color": "#f4c542", "alpha": 1.0, "edgecolor": "#8a6d00", "hatch": "\\\\", "zorder": 3}
+    bars(filled & (conf > acc), acc, conf, "gap: over-confident", **over_style)
+    bars(filled & (acc > conf), conf, acc, "gap: under-confident", **under_style)
     ax_top.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="perfect calibration")
     ax_top.set_xlim(0, 1)
     ax_top.set_ylim(0, 1)
