@@ -109,9 +109,11 @@ class Optimizers(_Together):
     """The run's optimisers (see the module docstring); ``param_groups`` are the main optimiser's (its lr is
     the one the log records).
 
+    When the groups claim every trainable parameter, the main optimiser steps nothing and only keeps the lr the
+    log records.
+
     Raises:
-        ConfigError: a group's prefix matches no trainable parameter (the message lists the parameter names),
-            or the groups leave no parameter to the main optimiser while it has settings of its own;
+        ConfigError: a group's prefix matches no trainable parameter (the message lists the parameter names);
             (:meth:`load_state_dict`) the checkpoint holds another number of optimisers.
     """
 
