@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..engine.device import resolve_device
 from ..experiments.sweep import (
     ELSEWHERE,
     LAUNCHERS,
@@ -85,6 +86,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.device is not None:  # one line before planning; SLURM's nodes, not this machine, need the GPU
+        resolve_device(args.device, here=args.launcher != "slurm")
     only = {k: [x.strip() for x in v.split(",") if x.strip()] for k, v in key_values(args.only, "--only").items()}
     jobs = plan(
         args.family,

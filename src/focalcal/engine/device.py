@@ -10,19 +10,26 @@ import torch
 from ..errors import ConfigError
 
 
-def resolve_device(name: str = "auto") -> torch.device:
+def resolve_device(name: str = "auto", *, here: bool = True) -> torch.device:
     """The torch device named ``name``: ``auto`` picks CUDA when available, else the CPU.
 
+    ``here=False`` checks the name only (for runs on other machines, e.g. a SLURM cluster's nodes): ``auto``
+    is then returned as the CPU device and a CUDA device is not looked for on this machine.
+
     Raises:
-        ConfigError: an unknown device name (``tpu``), or a CUDA device this machine does not have (no GPU, or
-            ``cuda:N`` beyond its GPUs); the message says which devices to use instead.
+        ConfigError: an unknown device name (``tpu``), or (``here``) a CUDA device this machine does not have
+            (no GPU, or ``cuda:N`` beyond its GPUs); the message says which devices to use instead.
     """
     if name == "auto":
+        if not here:
+            return torch.device("cpu")
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
     except (RuntimeError, TypeError):
         raise ConfigError(f"unknown device {name!r} (--device): use auto, cpu, cuda or cuda:N") from None
+    if not here:
+        return device
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(
             f"--device {name}: this machine has no usable CUDA GPU (torch {torch.__version__} finds none); "

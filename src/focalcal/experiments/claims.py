@@ -48,6 +48,9 @@ from ..metrics.intervals import MIN_SEEDS, NONNEGATIVE, UNBOUNDED, UNIT_RANGE, d
 from .table import RunResult, Tables, build, csv_rows, markdown
 
 FOCAL = ("FL-3", "FLSD-53")
+#: The verdict of a claim the runs cannot measure, by the losses it needs beside CE.
+NEEDS_FOCAL = "not measurable: needs FL-3 or FLSD-53 runs"
+NEEDS_GAMMAS = "not measurable: needs FL-1, FL-2 or FL-3 runs"
 CAL_METRICS = (("ece", "ECE"), ("adaptive_ece", "AdaECE"), ("classwise_ece", "Classwise-ECE"))
 
 
@@ -196,8 +199,22 @@ def _summary(rows: list[dict[str, Any]]) -> str:
     return "not shown"
 
 
+def _not_measurable(number: int, text: str, what: str, needs: str) -> Claim:
+    """A claim the runs cannot measure: one row saying which losses it needs (``needs``, e.g.
+    :data:`NEEDS_FOCAL`), with no numbers (NaN) and no seeds."""
+    row = {"what": what, "mean": math.nan, "low": math.nan, "high": math.nan, "n": 0, "verdict": needs}
+    return Claim(number, text, [{**row, "units": "", "interval": ""}], needs)
+
+
 def evaluate_claims(tables: Tables) -> list[Claim]:
-    """Every claim that the runs in ``tables`` can speak to (the CE runs are required)."""
+    """Every claim that the runs in ``tables`` can speak to (the CE runs are required).
+
+    A claim that needs losses the runs lack (FL-3 or FLSD-53 for claims 1-3, 6 and 7; FL-1, FL-2 or FL-3 for
+    claim 5) gets one row whose verdict, :data:`NEEDS_FOCAL` or :data:`NEEDS_GAMMAS`, says which.
+
+    Raises:
+        InputError: no CE runs; runs of more than one dataset and model.
+    """
     by = _by_label(tables)
     if "CE" not in by:
         raise InputError("the claims compare against cross-entropy: no CE runs among the runs given")
@@ -212,6 +229,10 @@ def evaluate_claims(tables: Tables) -> list[Claim]:
         (1, "before", "before temperature scaling"),
         (2, "after", "after temperature scaling"),
     ):
+        text = f"Focal loss has lower ECE, AdaECE and Classwise-ECE than CE {words}"
+        if not focal:
+            claims.append(_not_measurable(number, text, f"focal loss - CE, calibration errors {words}", NEEDS_FOCAL))
+            continue
         rows = [
             _row(
                 f"{f} - CE, {title} {words}",
@@ -221,9 +242,7 @@ def evaluate_claims(tables: Tables) -> list[Claim]:
             for f in focal
             for key, title in CAL_METRICS
         ]
-        claims.append(
-            Claim(number, f"Focal loss has lower ECE, AdaECE and Classwise-ECE than CE {words}", rows, _summary(rows))
-        )
+        claims.append(Claim(number, text, rows, _summary(rows)))
 
     rows = [
         _row(
@@ -246,7 +265,10 @@ def evaluate_claims(tables: Tables) -> list[Claim]:
     verdict3 = _summary(rows) if not rows else ("fails" if any(r["verdict"] == "fails" for r in rows) else "holds")
     if rows and any(r["n"] < MIN_SEEDS for r in rows):
         verdict3 = f"not shown (fewer than {MIN_SEEDS} seeds: no interval)"
-    claims.append(Claim(3, "... without higher test error", rows, verdict3))
+    if focal:
+        claims.append(Claim(3, "... without higher test error", rows, verdict3))
+    else:
+        claims.append(_not_measurable(3, "... without higher test error", "focal loss - CE, test error", NEEDS_FOCAL))
 
     dyn = {label: {r.seed: nll_dynamics(_log(r)) for r in runs} for label, runs in by.items()}
     ce_dyn = {s: d for s, d in dyn["CE"].items() if d}
@@ -288,12 +310,11 @@ def evaluate_claims(tables: Tables) -> list[Claim]:
             b = {s: d["nll_rise"] for s, d in dyn[hi_label].items() if d}
             diff = paired(a, b, NONNEGATIVE, NONNEGATIVE, scale=1.0)
             rows.append(_row(f"NLL rise, {lo_label} - {hi_label} (nats)", diff, "negative", 1.0, "nats"))
+        text = "Focal loss reduces that rise, ordered by gamma (FL-3 < FL-2 < FL-1 < CE)"
         if rows:
-            claims.append(
-                Claim(
-                    5, "Focal loss reduces that rise, ordered by gamma (FL-3 < FL-2 < FL-1 < CE)", rows, _summary(rows)
-                )
-            )
+            claims.append(Claim(5, text, rows, _summary(rows)))
+        else:
+            claims.append(_not_measurable(5, text, "NLL rise, focal loss - CE (nats)", NEEDS_GAMMAS))
 
     rows = []
     for f in focal:
@@ -305,12 +326,11 @@ def evaluate_claims(tables: Tables) -> list[Claim]:
         )
         rows.append(_row(f"{f} - CE, weight norm after epoch 1", early, "positive", 1.0, ""))
         rows.append(_row(f"{f} - CE, weight norm after the last epoch", late, "negative", 1.0, ""))
+    text = "Last-layer weight norm: focal larger early, smaller than CE once CE over-fits"
     if rows:
-        claims.append(
-            Claim(
-                6, "Last-layer weight norm: focal larger early, smaller than CE once CE over-fits", rows, _summary(rows)
-            )
-        )
+        claims.append(Claim(6, text, rows, _summary(rows)))
+    else:
+        claims.append(_not_measurable(6, text, "focal loss - CE, weight norm", NEEDS_FOCAL))
 
     rows = []
     for ood_set in tables.ood_sets:
@@ -326,10 +346,11 @@ def evaluate_claims(tables: Tables) -> list[Claim]:
                 b = {k: v for k, v in _per_seed(ce, auroc).items() if not math.isnan(v)}
                 diff = paired(a, b, UNIT_RANGE, UNIT_RANGE)
                 rows.append(_row(f"{f} - CE, entropy AUROC on {ood_set}, {words}", diff, "positive"))
+    text = "Focal loss has a higher OOD AUROC (softmax entropy) before and after TS"
     if rows:
-        claims.append(
-            Claim(7, "Focal loss has a higher OOD AUROC (softmax entropy) before and after TS", rows, _summary(rows))
-        )
+        claims.append(Claim(7, text, rows, _summary(rows)))
+    elif tables.ood_sets:
+        claims.append(_not_measurable(7, text, "focal loss - CE, entropy AUROC", NEEDS_FOCAL))
     return claims
 
 
@@ -341,6 +362,12 @@ def claims_markdown(claims: Sequence[Claim], n_seeds: int) -> str:
     for c in claims:
         first = True
         for r in c.rows:
+            if r["verdict"].startswith("not measurable"):
+                lines.append(
+                    f"| {c.number if first else ''} | {c.text if first else ''} | {r['what']} | {r['verdict']} |"
+                )
+                first = False
+                continue
             unit = f" {r['units']}" if r["units"] else ""
             f = "+.3f" if r["units"] == "nats" else "+.2f"
             none = math.isnan(r["low"])
@@ -561,6 +588,7 @@ def write_page(
             f"{out} holds an earlier claims page ({', '.join([*present[:3], 'runs/'] if earlier else present[:3])}"
             "); pass --overwrite to replace it, or choose another --out (nothing was changed)"
         )
+    evaluate_claims(source)  # its errors (no CE runs, several settings) before anything is written
     export_summaries(source, out / "runs", overwrite=overwrite, sources=given)
     tables = build([str(out / "runs")], bootstrap=False)  # every number below comes from the export
     claims = evaluate_claims(tables)

@@ -33,7 +33,9 @@ from .binning import batched_calibration_error, equal_mass_index
 from .intervals import NONNEGATIVE, UNBOUNDED, UNIT_RANGE, bootstrap_interval, bootstrap_note, debiased_l1
 from .kernel import equal_width_edges, equal_width_index, scan_tensor
 
-#: Upper bound on ``resamples x N`` index elements materialised at once (64 MiB of int64).
+#: Upper bound on the elements of one block materialised at once (64 MiB of int64 / float64): the ``[resamples,
+#: N]`` resample indices and, per batch of resamples, the widest per-resample block (``[resamples, 5 K n_bins]``
+#: for classwise-ECE); a single resample wider than this is computed alone.
 CHUNK_ELEMENTS = 1 << 23
 
 
@@ -143,6 +145,15 @@ class _Data:
             ).coalesce()
             self._cw[(n_bins, closed)] = (mat, p)
         return self._cw[(n_bins, closed)]
+
+
+def _resample_width(d: _Data, metric_fn: Callable, kw: dict[str, Any]) -> int:
+    """Elements of the widest block one resample allocates: ``N`` (indices, multiplicities) and, for
+    classwise-ECE (alone or in ``calibration_summary``), ``5 K n_bins`` float64 per-(class, bin) sums."""
+    width = d.n
+    if metric_fn is C.classwise_ece or metric_fn is C.calibration_summary:
+        width = max(width, 5 * d.k * kw.get("n_bins", 15))
+    return width
 
 
 def _multiplicities(idx: Tensor, n: int) -> Tensor:
@@ -376,12 +387,13 @@ def bootstrap_ci(
     score_kw = {"logits": scores} if from_logits else {"probs": scores}
 
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
-    rows = max(1, CHUNK_ELEMENTS // d.n)
+    rows = max(1, CHUNK_ELEMENTS // d.n)  # resamples drawn at once (the random stream does not depend on it)
+    block = max(1, CHUNK_ELEMENTS // _resample_width(d, metric_fn, kw))  # resamples computed at once
 
     def draws():
         for s in range(0, n_boot, rows):
             b = min(rows, n_boot - s)
-            yield torch.randint(0, d.n, (b, d.n), generator=gen).to(scores.device)
+            yield from torch.randint(0, d.n, (b, d.n), generator=gen).to(scores.device).split(block)
 
     identity = torch.arange(d.n, device=scores.device)[None]
     settings = {"n_boot": n_boot, "alpha": alpha, "seed": seed, "method": method}
