@@ -22,6 +22,8 @@ A checkpoint stores :meth:`Modality.state` (``state["modality"]``); :func:`modal
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
@@ -55,6 +57,22 @@ class Modality:
     def take(self, inputs: Any, rows: torch.Tensor) -> Any:
         """The samples ``rows`` (int64 ``[n]``) of ``inputs``, in that order."""
         return inputs[rows]
+
+    def tensors(self, inputs: Any) -> list[torch.Tensor]:
+        """The tensors that hold a split's ``inputs``, in a fixed order (what :meth:`fingerprint` hashes)."""
+        return [inputs]
+
+    def fingerprint(self, inputs: Any, labels: torch.Tensor) -> str:
+        """A short hash (16 hex digits) of a split: the dtype, shape and bytes of each of :meth:`tensors` of
+        ``inputs`` and of its int64 ``labels`` ``[N]``. Equal data gives equal fingerprints on any machine; one
+        changed pixel, token or label changes it. BLAKE2b over the tensors' memory (CIFAR-10's 10,000 test
+        images: about 0.05 s on one core)."""
+        h = hashlib.blake2b(digest_size=8)
+        for tensor in [*self.tensors(inputs), labels]:
+            t = tensor.detach().to("cpu").contiguous()
+            h.update(f"{t.dtype}{tuple(t.shape)};".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy())
+        return h.hexdigest()
 
     def source(
         self,
@@ -298,6 +316,9 @@ class TreeModality(_TextModality):
 
     def take(self, inputs: Trees, rows: torch.Tensor) -> Trees:
         return inputs.take(rows)
+
+    def tensors(self, inputs: Trees) -> list[torch.Tensor]:
+        return [getattr(inputs, f.name) for f in dataclasses.fields(inputs)]
 
     def _source(self, inputs, labels, *, train, augment, channels_last, model, **order) -> TreeLoader:
         return TreeLoader(inputs, labels=labels, targets="nodes" if train else "roots", **order)

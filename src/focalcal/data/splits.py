@@ -14,6 +14,8 @@ from .modality import ImageModality, Modality
 from .sources import BatchSource
 
 SPLITS = ("train", "val", "test")
+#: the splits whose numbers evaluation reports and whose fingerprints a checkpoint keeps
+EVALUATED = ("val", "test")
 
 
 @dataclass
@@ -68,6 +70,16 @@ class DataSplits:
     def rows(self, split: str) -> int:
         """Samples in ``split``."""
         return self.modality.rows(self.inputs(split))
+
+    def fingerprint(self, splits: tuple[str, ...] = EVALUATED) -> dict[str, str]:
+        """``{split: hash}``: a short hash of each split's inputs and labels (:meth:`Modality.fingerprint`; by
+        default the splits evaluation scores, validation and test). A checkpoint stores it so that evaluation can
+        refuse other data with the same classes.
+
+        Raises:
+            DataError: an unknown split name.
+        """
+        return {split: self.modality.fingerprint(self.inputs(split), self.labels(split)) for split in splits}
 
     def source(self, split: str, *, rows: torch.Tensor | None = None, **kw: Any) -> BatchSource:
         """A batch source over ``split`` (or its samples ``rows``, int64 ``[n]``); keyword arguments as

@@ -38,7 +38,9 @@ class LoadedRun:
     ``mean`` / ``std``: the image normalisation (``None`` for other data); ``modality``: the inputs' processing
     (:class:`~focalcal.data.Modality`, rebuilt from the checkpoint: for text, the vocabulary size, the word
     vectors' record and the tokenizer's settings); ``selected_epoch``: the epoch whose weights the model holds
-    (``select_epoch: best_val_acc``; else ``epoch``); ``data_info``: what the training data said of itself.
+    (``select_epoch: best_val_acc``; else ``epoch``); ``data_info``: what the training data said of itself;
+    ``data_fingerprint``: ``{split: hash}`` of the validation and test splits it was trained with
+    (:meth:`~focalcal.data.DataSplits.fingerprint`; ``None`` for runs made before fingerprints).
     """
 
     config: TrainConfig
@@ -54,6 +56,7 @@ class LoadedRun:
     modality: Modality | None = None
     selected_epoch: int | None = None
     data_info: dict[str, Any] | None = None
+    data_fingerprint: dict[str, str] | None = None
 
 
 def load_run(run_dir: str | Path | RunFolder, *, device: str = "auto") -> LoadedRun:
@@ -88,6 +91,7 @@ def load_run(run_dir: str | Path | RunFolder, *, device: str = "auto") -> Loaded
         modality,
         int(state.get("selected_epoch", state["epoch"])),
         state.get("data_info"),
+        state.get("data_fingerprint"),
     )
 
 
@@ -124,13 +128,19 @@ def _names(classes: list[str]) -> str:
     return f"[{shown}]"
 
 
-def check_same_data(run: LoadedRun, data: DataSplits, where: str | None = None) -> None:
+def check_same_data(run: LoadedRun, data: DataSplits, where: str | None = None) -> dict[str, str]:
     """Raise unless ``data`` is the data ``run`` was trained on: the same class names in the same label order
-    (the checkpoint stores them) and the same training split (its per-channel mean and std, stored with the
-    model, identify the training images used, to float64 rounding).
+    (the checkpoint stores them), the same training split (its per-channel mean and std, stored with the
+    model, identify the training images used, to float64 rounding) and the same validation and test splits
+    (their fingerprints, :meth:`~focalcal.data.DataSplits.fingerprint`, stored with the model; runs made before
+    fingerprints are not checked for this).
+
+    Returns:
+        ``data``'s fingerprints ``{split: hash}`` (what the report records).
 
     Raises:
-        DataError: one line naming both class lists, or the differing normalisation; the report is unchanged.
+        DataError: one line naming both class lists, the differing normalisation or the differing splits;
+            the report is unchanged.
     """
     here = f" ({where})" if where else ""
     if list(data.classes) != list(run.classes):
@@ -150,14 +160,30 @@ def check_same_data(run: LoadedRun, data: DataSplits, where: str | None = None) 
     try:
         stats_now = (*data.mean, *data.std)
         stats_run = (*run.mean, *run.std)
-    except (AttributeError, TypeError):  # data without per-channel statistics (not images): classes only
-        return
+    except (AttributeError, TypeError):  # data without per-channel statistics (not images)
+        stats_now = stats_run = ()
     if len(stats_now) != len(stats_run) or any(abs(a - b) > 1e-9 for a, b in zip(stats_now, stats_run)):
         raise DataError(
             f"the data{here} has the run's classes but not its training images (per-channel mean/std "
             f"{_round(data.mean)}/{_round(data.std)}, the run's {_round(run.mean)}/{_round(run.std)}): another "
             "data set; point --data-dir at the data the run was trained on (nothing was written)"
         )
+    fingerprint = data.fingerprint()
+    stored = run.data_fingerprint or {}  # runs made before fingerprints: nothing to compare
+    differ = [s for s in stored if s in fingerprint and stored[s] != fingerprint[s]]
+    if differ:
+        names = " and ".join(_SPLIT_NAMES.get(s, s) for s in differ)
+        verb = "split differs" if len(differ) == 1 else "splits differ"
+        now, then = ", ".join(fingerprint[s] for s in differ), ", ".join(stored[s] for s in differ)
+        raise DataError(
+            f"the data{here} has the run's classes but its {names} {verb} from the run's (fingerprint {now}, the "
+            f"run's {then}): point --data-dir at the data the run was trained on; to "
+            "score other data use `focalcal calibrate` on saved outputs or `focalcal ood` (nothing was written)"
+        )
+    return fingerprint
+
+
+_SPLIT_NAMES = {"val": "validation", "test": "test", "train": "training"}
 
 
 def _round(values) -> str:
@@ -177,17 +203,20 @@ def evaluate(
     ts_method: str | None = None,
     bin_closed: str | None = None,
     dist: DistInfo | None = None,
+    where: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Compute the evaluation numbers (defaults: the run's ``n_bins``, ``ts_method`` and ``bin_closed``).
+    """Compute the evaluation numbers (defaults: the run's ``n_bins``, ``ts_method`` and ``bin_closed``);
+    ``where``: the data's location, for the refusal's message.
 
     Raises:
-        DataError: ``data`` is not the data the run was trained on (:func:`check_same_data`).
+        DataError: ``data`` is not the data the run was trained on (:func:`check_same_data`), before anything
+            is computed.
 
     Returns:
         ``(report, arrays)``: ``report`` is JSON-able (all metrics as fractions; the content of
         ``report.json``), ``arrays`` holds the logits and ``BinStats`` for plotting.
     """
-    check_same_data(run, data)
+    fingerprint = check_same_data(run, data, where)
     cfg = run.config
     n_bins = cfg.n_bins if n_bins is None else n_bins
     ts_method = ts_method or cfg.ts_method
@@ -236,6 +265,7 @@ def evaluate(
         "samples": modality.noun,
         "select_epoch": cfg.select_epoch,
         "selected_epoch": run.selected_epoch if run.selected_epoch is not None else run.epoch,
+        "data_fingerprint": fingerprint,  # {split: hash} of the validation and test splits scored
     }
     if data.info:
         report["data"] = data.info
@@ -299,5 +329,4 @@ def evaluate_run(
         cfg = run.config if data_dir is None else run.config.replace(data_dir=data_dir)
         where = cfg.data_dir
         data = prepare_data(cfg, word_vectors=False)  # the model's word vectors are in its checkpoint
-    check_same_data(run, data, where)
-    return evaluate(run, data, n_bins=n_bins, ts_method=ts_method, bin_closed=bin_closed, dist=dist)
+    return evaluate(run, data, n_bins=n_bins, ts_method=ts_method, bin_closed=bin_closed, dist=dist, where=where)

@@ -190,6 +190,8 @@ class Trainer:
                 f"batch size {config.batch_size} must be divisible by the {self.dist.world_size} processes"
             )
         self.data = data if data is not None else prepare_data(config, download=download)
+        # what evaluation checks it scores this data: a hash of the validation and test splits (inputs, labels)
+        self.data_fingerprint = self.data.fingerprint()
         mod, train_x = self.data.modality, self.data.train_inputs
         if not mod.memory_format and config.channels_last:
             raise ConfigError(f"channels_last applies to images, not {mod.name}; unset it (--no-channels-last)")
@@ -318,6 +320,7 @@ class Trainer:
             "data_model_options": mod.stored_model_options(),
             "head_classes": self.data.training_classes,
             "data_info": self.data.info or {},
+            "data_fingerprint": dict(self.data_fingerprint),
             "precision": {"amp": self.amp, "channels_last": self.channels_last},  # as the last epoch ran
         }
         if mod.name == "images":  # the keys image checkpoints have always had (older readers use them)
