@@ -75,3 +75,19 @@ def tiny_train_args(data_root: Path, out: Path, **overrides: str) -> list[str]:
 def train_args(cifar_subset_root):
     """:func:`tiny_train_args` bound to the small CIFAR-10 copy: ``train_args(out, epochs="3")``."""
     return lambda out, **overrides: tiny_train_args(cifar_subset_root, out, **overrides)
+
+
+TEXT_ARCHIVES = ("20news-19997.tar.gz", "trainDevTestTrees_PTB.zip")
+
+
+@pytest.fixture(scope="session")
+def text_root() -> Path:
+    """The folder holding the real text archives (20 Newsgroups, SST): <root>/text with root = $FOCALCAL_DATA,
+    else ../shared/data. Tests that need it FAIL (never skip) when it is missing."""
+    for root in (os.environ.get("FOCALCAL_DATA"), REPO.parent / "shared" / "data", REPO / "data"):
+        if root and all((Path(root) / "text" / name).is_file() for name in TEXT_ARCHIVES):
+            return Path(root) / "text"
+    pytest.fail(
+        f"real text data not found: expected <root>/text/{{{','.join(TEXT_ARCHIVES)}}} with root = $FOCALCAL_DATA "
+        f"or {REPO.parent / 'shared' / 'data'}; these tests must not be skipped"
+    )

@@ -4,7 +4,6 @@ the PTB tree parser on hand-written trees, bydate and users' formats on tiny han
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import tarfile
 import zipfile
@@ -34,17 +33,6 @@ SST = "trainDevTestTrees_PTB.zip"
 FILTERS = re.compile("[" + re.escape('!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~') + "\t\n]")
 
 
-def text_data_dir() -> Path:
-    """The folder holding the real text archives: <root>/text with root = $FOCALCAL_DATA or ../shared/data."""
-    for root in (os.environ.get("FOCALCAL_DATA"), REPO.parent / "shared" / "data", REPO / "data"):
-        if root and (Path(root) / "text" / NEWS).is_file() and (Path(root) / "text" / SST).is_file():
-            return Path(root) / "text"
-    pytest.fail(
-        f"real text data not found: expected <root>/text/{NEWS} and <root>/text/{SST} with root = "
-        f"$FOCALCAL_DATA or {REPO.parent / 'shared' / 'data'}; these tests must not be skipped"
-    )
-
-
 def reference_words(text: str) -> list[str]:
     return [w for w in FILTERS.sub(" ", text.lower()).split(" ") if w]
 
@@ -66,8 +54,8 @@ class ReferenceVocab:
 
 
 @pytest.fixture(scope="module")
-def text_dir() -> Path:
-    return text_data_dir()
+def text_dir(text_root) -> Path:
+    return text_root
 
 
 @pytest.fixture(scope="module")
