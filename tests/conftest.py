@@ -71,7 +71,7 @@ def tiny_train_args(data_root: Path, out: Path, **overrides: str) -> list[str]:
     return [*args, "--no-amp", "--no-channels-last", "--no-progress"]
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def train_args(cifar_subset_root):
     """:func:`tiny_train_args` bound to the small CIFAR-10 copy: ``train_args(out, epochs="3")``."""
     return lambda out, **overrides: tiny_train_args(cifar_subset_root, out, **overrides)
