@@ -21,9 +21,9 @@ from focalcal.data import load_dataset
 from focalcal.data.loader import DeviceLoader
 from focalcal.engine.device import cpu_has_native_bf16
 from focalcal.engine.dynamics import split_nll_entropy
-from focalcal.engine.evaluate import load_run
 from focalcal.engine.precision import eval_channels_last
 from focalcal.engine.trainer import predict_logits
+from focalcal.evaluation.evaluate import load_run
 from focalcal.metrics import calibration_summary
 
 KEYS = ("nll", "ece", "error", "nll_correct", "nll_incorrect", "entropy_correct", "entropy_incorrect")

@@ -3,7 +3,7 @@
 (a) the engine: uint8 data on the training device, batch augmentation there, fused normalisation,
     vectorised FLSD-53, no host-device sync inside the step; fp32 and bfloat16-autocast variants, with and
     without channels_last, and torch.compile with ``--compile``;
-(b) the baseline (focalcal.engine.baseline): per-sample PIL transforms in a DataLoader, float32,
+(b) the baseline (benchmarks/baseline.py): per-sample PIL transforms in a DataLoader, float32,
     FLSD-53 gamma picked per sample in a Python loop, as the paper's original code.
 
 Every row is timed once per round, ``--repeats`` rounds (so a slow spell of a shared machine hits all rows
@@ -26,12 +26,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from baseline import standard_loader, train_steps
 from torch.utils.flop_counter import FlopCounterMode
 
 from focalcal.data import DataError, ImageData, load_dataset, make_splits
 from focalcal.data.splits import DataSplits
 from focalcal.engine import TrainConfig, Trainer
-from focalcal.engine.baseline import standard_loader, train_steps
 from focalcal.engine.device import bf16_is_fast, resolve_device
 from focalcal.models import build_model
 

@@ -7,12 +7,16 @@ torn one. A full disk raises :class:`~focalcal.errors.DiskFullError` naming the 
 
 from __future__ import annotations
 
+import csv
 import errno
+import io
+import math
+import numbers
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -92,6 +96,46 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     data = text.encode()
     atomic_write_bytes(path, lambda f: f.write(data))
+
+
+def _csv_cell(value: Any) -> Any:
+    """A CSV cell: ``None`` and NaN as an empty cell, anything else as the csv module writes it."""
+    if value is None or (
+        isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral) and math.isnan(value)
+    ):
+        return ""
+    return value
+
+
+def atomic_write_csv(
+    path: str | os.PathLike, rows: Iterable[Mapping[str, Any]], columns: Sequence[str] | None = None
+) -> Path:
+    """Write ``rows`` as a CSV table to ``path`` atomically (through :func:`atomic_write_text`); returns ``path``.
+
+    The format is the csv module's default dialect: a header line, fields quoted only when they hold a comma,
+    a quote (doubled) or a line break, lines ended by ``\\r\\n``, UTF-8. A missing key, ``None`` and NaN are
+    empty cells; other values are written as ``str()`` writes them (floats as ``repr``, full precision).
+
+    Args:
+        path: the CSV file; its folder is created if absent.
+        rows: one mapping per row (any iterable; read in full before anything is written).
+        columns: the columns, in order; keys of a row outside them are left out. ``None``: every key of
+            every row, in order of first appearance.
+
+    Raises:
+        DiskFullError: the disk filled up; ``path`` is left as it was. Any error while reading ``rows`` or
+            formatting a value propagates before ``path`` is touched, so the old file, if any, stays intact.
+    """
+    rows = list(rows)
+    if columns is None:
+        columns = list(dict.fromkeys(key for row in rows for key in row))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: _csv_cell(row.get(key)) for key in columns})
+    atomic_write_text(path, buf.getvalue())
+    return Path(path)
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .defaults import BIN_CLOSED_CHOICES, N_BINS, TS_METHODS
 from .errors import InputError
 
 #: Largest allowed ``|sum_k probs[i, k] - 1|`` when probabilities are given (absolute, per row). Loose
@@ -39,9 +40,6 @@ PROB_SUM_ATOL = 1e-3
 
 BINNINGS = ("equal_width", "equal_mass")
 NORMS = ("l1", "l2", "max")
-#: Which edge an equal-width bin includes: ``"left"`` = ``[lo, hi)`` (torchmetrics; focalcal's default) or
-#: ``"right"`` = ``(lo, hi]`` (the paper authors' code). The outermost bins are closed on both sides.
-BIN_CLOSED = ("left", "right")
 
 
 def as_tensor(x: Any, name: str) -> Tensor:
@@ -65,8 +63,37 @@ def check_n_bins(n_bins: Any) -> int:
     if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)):
         raise InputError(f"n_bins must be an integer >= 1; got {n_bins!r} ({type(n_bins).__name__})")
     if n_bins < 1:
-        raise InputError(f"n_bins must be >= 1; got {n_bins}. Use e.g. n_bins=15 (the paper's setting)")
+        raise InputError(f"n_bins must be >= 1; got {n_bins}. Use e.g. n_bins={N_BINS} (the paper's setting)")
     return int(n_bins)
+
+
+#: The rule every ``n_bins`` setting of a run or a command follows, as its messages state it.
+N_BINS_RULE = f"must be >= 1 (a whole number; the paper uses {N_BINS})"
+
+
+def eval_settings_problems(*, n_bins: Any, bin_closed: Any, ts_method: Any, eval_batch_size: Any = None) -> list[str]:
+    """What is wrong with a run's evaluation settings, one phrase per problem (``[]``: nothing).
+
+    ``n_bins``: a whole number >= 1; ``bin_closed``: one of :data:`focalcal.defaults.BIN_CLOSED_CHOICES`;
+    ``ts_method``: one of :data:`focalcal.defaults.TS_METHODS`; ``eval_batch_size``: a whole number >= 1, or
+    ``None`` (the device's default). The one check behind :class:`~focalcal.engine.TrainConfig` and
+    :func:`focalcal.eval_settings.resolve_settings`.
+
+    >>> eval_settings_problems(n_bins=0, bin_closed="left", ts_method="nll")
+    ['n_bins must be >= 1 (a whole number; the paper uses 15); got 0']
+    """
+    out = []
+    if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
+        out.append(f"n_bins {N_BINS_RULE}; got {n_bins!r}")
+    if bin_closed not in BIN_CLOSED_CHOICES:
+        out.append(f"bin_closed must be one of {', '.join(BIN_CLOSED_CHOICES)} (got {bin_closed!r})")
+    if ts_method not in TS_METHODS:
+        out.append(f"ts_method must be one of {', '.join(TS_METHODS)} (got {ts_method!r})")
+    if eval_batch_size is not None and (
+        isinstance(eval_batch_size, bool) or not isinstance(eval_batch_size, (int, np.integer)) or eval_batch_size < 1
+    ):
+        out.append(f"eval_batch_size must be >= 1, or null for the device's default (got {eval_batch_size!r})")
+    return out
 
 
 def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
@@ -85,7 +112,7 @@ def check_norm(norm: str) -> str:
 
 
 def check_closed(closed: str) -> str:
-    return check_choice(closed, "closed", BIN_CLOSED)
+    return check_choice(closed, "closed", BIN_CLOSED_CHOICES)
 
 
 def check_num_classes(num_classes: Any, name: str = "num_classes") -> int:

@@ -25,7 +25,8 @@ def _synthetic(n=600, k=4, seed=0):
 @pytest.fixture(scope="module")
 def trained_run(cifar_subset_root, tmp_path_factory):
     from focalcal.data import load_dataset, make_splits
-    from focalcal.engine import TrainConfig, Trainer, evaluate_run, write_evaluation
+    from focalcal.engine import TrainConfig, Trainer
+    from focalcal.evaluation import evaluate_run, write_evaluation
 
     data = make_splits(
         load_dataset("imagefolder", cifar_subset_root / "cifar10", cache_dir=None), val_size=100, train_size=256

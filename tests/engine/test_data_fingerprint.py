@@ -16,7 +16,7 @@ from focalcal.cli.main import main
 from focalcal.data import DataSplits, ImageModality, TokenModality, TreeModality
 from focalcal.data.trees import Trees
 
-E = importlib.import_module("focalcal.engine.evaluate")  # the module (the package exports a function of that name)
+E = importlib.import_module("focalcal.evaluation.evaluate")  # the module (the package exports a function of that name)
 
 
 def _snapshot(root: Path) -> dict[str, bytes]:

@@ -17,12 +17,17 @@ Augmentation itself is checked against torchvision's crops in tests/data/test_au
 effect of bfloat16 on a whole training run's accuracy and calibration is measured in the README (Speed).
 """
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
 from focalcal.data import load_dataset, make_splits
 from focalcal.engine import TrainConfig, Trainer
-from focalcal.engine.baseline import standard_loader, train_steps
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))  # the baseline is benchmark code
+from baseline import standard_loader, train_steps  # noqa: E402
 
 
 class _FixedOrder(torch.utils.data.Sampler):

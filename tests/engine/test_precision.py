@@ -162,8 +162,8 @@ def test_trainer_applies_and_logs_the_resolved_precision(monkeypatch, tmp_path):
     assert record["amp"] is True and record["channels_last"] is True
     session = json.loads((tmp_path / "run" / "provenance.json").read_text())["sessions"][0]
     assert session["precision"]["chosen_by"] == "measured (test)" and session["torch"] == torch.__version__
-    from focalcal.engine import evaluate, load_run
-    from focalcal.engine.report import report_markdown
+    from focalcal.evaluation import evaluate, load_run
+    from focalcal.evaluation.report import report_markdown
 
     run = load_run(tmp_path / "run", device="cpu")
     assert run.precision == {"amp": True, "channels_last": True}

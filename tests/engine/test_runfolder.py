@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from focalcal.cli.main import main
-from focalcal.engine import RunFolder, TrainConfig, Trainer, load_run
+from focalcal.engine import RunFolder, TrainConfig, Trainer
 from focalcal.errors import CheckpointError, DiskFullError, RunFolderError, RunLockedError, TrainingDiverged
+from focalcal.evaluation import load_run
 
 
 def _config(**kw):
@@ -206,14 +207,27 @@ sys.exit(main(sys.argv[3:]))
 """
 
 
+def _killer_args(train_args) -> list[str]:
+    """``focalcal train`` flags of the SIGKILL tests, without ``train`` and ``--out``: 3 epochs on 256 images."""
+    args = [*train_args("unused", epochs="3", train_size="256"), "--no-eval"][1:]
+    return args[: args.index("--out")] + args[args.index("--out") + 2 :]  # each run below names its own --out
+
+
+@pytest.fixture(scope="session")  # session: built once per worker, not again when its module is revisited
+def uninterrupted_run(train_args, tmp_path_factory):
+    """The uninterrupted run both SIGKILL tests compare with, trained once (in a process of its own, as theirs)."""
+    ref = tmp_path_factory.mktemp("uninterrupted") / "ref"
+    cmd = [sys.executable, "-m", "focalcal.cli.main", "train", *_killer_args(train_args), "--out", str(ref)]
+    assert subprocess.run(cmd).returncode == 0
+    return ref
+
+
+@pytest.mark.xdist_group("uninterrupted_run")
 @pytest.mark.parametrize("mode", ["mid_write", "before_rename"])
-def test_sigkill_during_a_checkpoint_write_resumes_to_identical_weights(train_args, tmp_path, mode):
-    args = [*train_args(tmp_path / "unused", epochs="3", train_size="256"), "--no-eval"][1:]
-    args = args[: args.index("--out")] + args[args.index("--out") + 2 :]  # each run below names its own --out
+def test_sigkill_during_a_checkpoint_write_resumes_to_identical_weights(train_args, uninterrupted_run, tmp_path, mode):
+    args = _killer_args(train_args)
     script = tmp_path / "killer.py"
     script.write_text(textwrap.dedent(_KILLER.format()))
-    ref = subprocess.run([sys.executable, "-m", "focalcal.cli.main", "train", *args, "--out", str(tmp_path / "ref")])
-    assert ref.returncode == 0
     run = tmp_path / "run"
     killed = subprocess.run([sys.executable, str(script), mode, "2", "train", *args, "--out", str(run)])
     assert killed.returncode == -signal.SIGKILL  # it died in the middle of writing epoch 2's checkpoint
@@ -221,7 +235,7 @@ def test_sigkill_during_a_checkpoint_write_resumes_to_identical_weights(train_ar
     t0 = time.time()
     again = subprocess.run([sys.executable, "-m", "focalcal.cli.main", "train", *args, "--out", str(run), "--resume"])
     assert again.returncode == 0, time.time() - t0
-    a = torch.load(tmp_path / "ref" / "final.pt", weights_only=True)["model"]
+    a = torch.load(uninterrupted_run / "final.pt", weights_only=True)["model"]
     b = torch.load(run / "final.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert [json.loads(s)["epoch"] for s in (run / "log.jsonl").read_text().splitlines()] == [1, 2, 3]

@@ -16,9 +16,10 @@ import torch
 from focalcal.cli.main import main
 from focalcal.data import DataSplits, TokenModality, TreeModality, modality_from_state
 from focalcal.data.trees import Trees, batch_trees
-from focalcal.engine import RunFolder, TrainConfig, Trainer, evaluate_run, load_run, write_evaluation
+from focalcal.engine import RunFolder, TrainConfig, Trainer
 from focalcal.engine.precision import measure_cpu
 from focalcal.errors import ConfigError
+from focalcal.evaluation import evaluate_run, load_run, write_evaluation
 from focalcal.models import build_model
 
 VOCAB, DIM = 40, 8

@@ -5,7 +5,8 @@ import json
 import torch
 
 from focalcal.cli.main import main
-from focalcal.engine import TrainConfig, read_run
+from focalcal.engine import TrainConfig
+from focalcal.evaluation import read_run
 from focalcal.experiments.presets import resolve_preset
 from focalcal.losses import LOSSES, CalibrationLoss, build_loss, loss_label, register_loss
 from focalcal.plots import Curves, epoch_metric_figure

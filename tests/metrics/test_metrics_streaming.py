@@ -66,8 +66,9 @@ def test_state_is_small_without_confidences():
     acc = CalibrationAccumulator(n_bins=15, num_classes=100, store_confidences=False)
     z = torch.randn(5000, 100)
     acc.update(logits=z, labels=torch.randint(0, 100, (5000,)))
-    assert acc._packed().numel() == 3 * 15 + 100 * 15 + 4
-    assert acc._conf == []
+    # equal-width sums (3 x n_bins) and their float64 count, classwise (K x n_bins), n, correct, NLL, Brier
+    assert acc._packed().numel() == 3 * 15 + 1 + 100 * 15 + 4
+    assert not hasattr(acc.state, "conf") and not hasattr(acc.state, "correct")
 
 
 def test_errors_and_reset():

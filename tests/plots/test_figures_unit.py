@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from focalcal.cli.plot import g_table, write_csv
-from focalcal.engine.runlog import epoch_rows, read_run, read_runs, require_columns
+from focalcal.atomic import atomic_write_csv
+from focalcal.cli.plot import g_table
+from focalcal.evaluation.runlog import epoch_rows, read_run, read_runs, require_columns
 from focalcal.losses import g_factor, loss_label, p_threshold
 from focalcal.plots import Curves, analysis_sheet, g_figure, nll_entropy_figure, weight_norm_figure
 
@@ -197,7 +198,7 @@ def test_dynamics_logged_every_second_epoch_are_lines_through_the_passes():
 
 
 def test_write_csv_blank_cells_for_missing_values(tmp_path):
-    path = write_csv(tmp_path / "t.csv", [{"a": 1, "b": None}, {"a": float("nan"), "c": 0.1 + 0.2}])
+    path = atomic_write_csv(tmp_path / "t.csv", [{"a": 1, "b": None}, {"a": float("nan"), "c": 0.1 + 0.2}])
     assert path.read_text().splitlines() == ["a,b,c", "1,,", f",,{0.1 + 0.2!r}"]
 
 

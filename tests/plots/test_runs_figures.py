@@ -15,8 +15,9 @@ import torch.nn.functional as F
 
 from focalcal.cli.main import main
 from focalcal.data import load_dataset, make_splits
-from focalcal.engine import TrainConfig, Trainer, evaluate, load_run, read_run, run_logits, write_evaluation
-from focalcal.engine.runlog import DYNAMICS_COLUMNS
+from focalcal.engine import TrainConfig, Trainer
+from focalcal.evaluation import evaluate, load_run, read_run, run_logits, write_evaluation
+from focalcal.evaluation.runlog import DYNAMICS_COLUMNS
 from focalcal.models import last_linear
 
 N_DYN = 64

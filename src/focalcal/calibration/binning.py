@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..defaults import N_BINS
 from ..errors import InputError
 from ..metrics.kernel import equal_width_edges, equal_width_index
 from ..validation import check_n_bins
@@ -47,7 +48,7 @@ class HistogramBinning(Calibrator):
 
     name = "histogram"
 
-    def __init__(self, n_bins: int = 15, min_prob: float = 1e-6) -> None:
+    def __init__(self, n_bins: int = N_BINS, min_prob: float = 1e-6) -> None:
         super().__init__()
         self.n_bins = check_n_bins(n_bins)
         self.min_prob = _check_min_prob(min_prob)

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from ..defaults import BIN_CLOSED, N_BINS
 from ..errors import InputError
 from ..metrics import SUMMARY_KEYS, bootstrap_ci, calibration_summary, nll, reliability_bins
 from ..metrics.intervals import bootstrap_note
@@ -116,7 +117,9 @@ def cv_nll_folds(
     return scores, sizes
 
 
-def cv_seconds(candidate: Candidate, n_rows: int, n_classes: int, *, n_bins: int = 15, closed: str = "left") -> float:
+def cv_seconds(
+    candidate: Candidate, n_rows: int, n_classes: int, *, n_bins: int = N_BINS, closed: str = BIN_CLOSED
+) -> float:
     """Estimated seconds of one CPU core to fit ``candidate`` on the validation split and on each of the
     :data:`FOLDS` cross-validation folds (four fifths of the rows each) of ``n_rows x n_classes`` logits."""
     cal = candidate.build(n_bins, closed)
@@ -129,8 +132,8 @@ def affordable(
     n_rows: int,
     n_classes: int,
     *,
-    n_bins: int = 15,
-    closed: str = "left",
+    n_bins: int = N_BINS,
+    closed: str = BIN_CLOSED,
     limit: float | None = None,
 ) -> tuple[list[Candidate], list[tuple[Candidate, float]]]:
     """Split ``candidates`` into those whose fits are estimated (:func:`cv_seconds`) within ``limit`` seconds
@@ -254,8 +257,8 @@ def compare(
     test: Outputs,
     *,
     candidates: Sequence[Candidate] | None = None,
-    n_bins: int = 15,
-    closed: str = "left",
+    n_bins: int = N_BINS,
+    closed: str = BIN_CLOSED,
     n_boot: int = 1000,
     seed: int = 0,
     choose: str | None = None,

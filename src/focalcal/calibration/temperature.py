@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..defaults import BIN_CLOSED, N_BINS, TS_METHOD, TS_METHODS
 from ..errors import InputError
 from ..metrics.binning import bin_stats
 from ..metrics.kernel import scan_tensor
@@ -42,7 +43,7 @@ from .base import PASS_SECONDS, Calibrator
 #: The paper's grid: 0.1 .. 10.0 in steps of 0.1 (exact decimal values).
 PAPER_GRID = tuple(i / 10 for i in range(1, 101))
 
-_METHODS = ("nll", "ece_grid")
+_METHODS = TS_METHODS
 
 
 def _nll_and_derivatives(dz: Tensor, b: float) -> tuple[float, float, float]:
@@ -98,9 +99,9 @@ class TemperatureScaling(Calibrator):
 
     def __init__(
         self,
-        method: str = "nll",
-        n_bins: int = 15,
-        closed: str = "left",
+        method: str = TS_METHOD,
+        n_bins: int = N_BINS,
+        closed: str = BIN_CLOSED,
         *,
         t_min: float = 0.01,
         t_max: float = 100.0,
@@ -236,9 +237,9 @@ class TemperatureScaling(Calibrator):
 
     def _set_state(self, state: dict[str, Any]) -> None:
         self.__init__(
-            method=state.get("method", "nll"),
-            n_bins=state.get("n_bins", 15),
-            closed=state.get("closed", "left"),
+            method=state.get("method", TS_METHOD),
+            n_bins=state.get("n_bins", N_BINS),
+            closed=state.get("closed", BIN_CLOSED),
             t_min=state.get("t_min", 0.01),
             t_max=state.get("t_max", 100.0),
             tol=state.get("tol", 1e-10),

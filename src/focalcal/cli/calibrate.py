@@ -14,9 +14,10 @@ from ..atomic import atomic_torch_save, atomic_write_bytes, atomic_write_text
 from ..calibration import Calibrator
 from ..calibration.compare import Candidate, apply_calibrator, compare, default_candidates, markdown, rule_text
 from ..calibration.outputs import KINDS, read_scores, read_val_test
+from ..engine.runfolder import LOGITS
 from ..errors import InputError
 from ..plots import reliability_grid, save_figure
-from .common import echo, positive_int
+from .common import add_eval_settings_args, echo
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "column with val/test).",
     )
     c.add_argument("--kind", required=True, choices=KINDS, help="what the files hold: logits or probs (never guessed)")
-    c.add_argument("--data", help="one file holding both splits (a split column, or focalcal's logits.pt)")
+    c.add_argument("--data", help=f"one file holding both splits (a split column, or focalcal's {LOGITS})")
     c.add_argument("--val", help="the validation outputs (fit the calibrators here)")
     c.add_argument("--test", help="the test outputs (report here)")
     c.add_argument("--val-labels", help="labels of --val when it is a .npy of scores")
@@ -52,8 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="save this calibrator instead of the one the one-standard-error rule picks (a name as in "
         "--calibrators, e.g. temperature, temperature:ece_grid, dirichlet)",
     )
-    c.add_argument("--n-bins", type=positive_int, default=15, help="calibration bins (default 15)")
-    c.add_argument("--bin-closed", choices=["left", "right"], default="left", help="bins [lo, hi) or (lo, hi]")
+    add_eval_settings_args(c, defaults="fixed", flags=("n_bins", "bin_closed"))  # no run: the defaults
     c.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the intervals (0: none)")
     c.add_argument("--seed", type=int, default=0, help="seed of the cross-validation folds and the bootstrap")
     c.add_argument("--out", type=Path, help="output folder (report) or, with --apply, the output file")

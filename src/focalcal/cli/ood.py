@@ -2,7 +2,7 @@
 before and after the run's temperature (fitted on its validation split, as ``focalcal evaluate`` does).
 
 Writes ``ood.json``, ``ood.md`` and ``ood_roc_<score>.png`` into the run folder (see
-:mod:`focalcal.engine.ood`).
+:mod:`focalcal.evaluation.ood`).
 """
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..data.ood import describe_ood_sets
-from ..engine import RunFolder, score_run, write_ood
+from ..engine import RunFolder
+from ..engine.runfolder import OOD, OOD_MD, ood_roc_png
+from ..evaluation import score_run, write_ood
 from ..metrics.ood import SCORES
-from .common import add_data_args, add_eval_batch_arg, positive_int
+from .common import add_data_args, add_eval_settings_args, eval_run_options, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,8 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     description = (
         "Score the run's test split and each OOD/shifted set with softmax entropy, MSP and energy "
         "(OOD = positive class), before and after the temperature fitted on the validation split; report "
-        "AUROC, AUPR-in/out, FPR@95%TPR and, on labelled shifted sets, calibration. Writes ood.json, ood.md "
-        "and ood_roc_<score>.png into RUN_DIR."
+        "AUROC, AUPR-in/out, FPR@95%TPR and, on labelled shifted sets, calibration. Writes "
+        f"{OOD}, {OOD_MD} and {ood_roc_png('<score>')} into RUN_DIR."
     )
     p = sub.add_parser(
         "ood", help="OOD detection and calibration under dataset shift, before/after TS", description=description
@@ -37,20 +39,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="SET",
         help=f"an OOD or shifted set (repeatable): {describe_ood_sets()}",
     )
-    p.add_argument("--n-bins", type=positive_int, help="calibration bins (default: the run's, 15)")
-    p.add_argument(
-        "--ts-method",
-        choices=["nll", "ece_grid"],
-        help="temperature fitted on validation by NLL or the paper's grid (default: the run's)",
-    )
     p.add_argument(
         "--scores", default=",".join(SCORES), help=f"comma-separated OOD scores (default {','.join(SCORES)})"
     )
     p.add_argument("--max-images", type=positive_int, help="score a seeded subset of at most this many images per set")
     p.add_argument("--seed", type=int, default=0, help="seed of the corruption noise and of subsets (default 0)")
     p.add_argument("--download", action="store_true", help="let torchvision download missing data sets")
+    add_eval_settings_args(p, defaults="run", flags=("n_bins", "ts_method", "eval_batch"))  # bins: the run's rule
     add_data_args(p)
-    add_eval_batch_arg(p)
     p.set_defaults(func=run)
 
 
@@ -60,11 +56,7 @@ def run(args: argparse.Namespace) -> int:
         report, arrays = score_run(
             folder,
             args.ood,
-            data_dir=args.data_dir,
-            device=args.device or "auto",
-            eval_batch_size=args.eval_batch,
-            n_bins=args.n_bins,
-            ts_method=args.ts_method,
+            **eval_run_options(args),
             seed=args.seed,
             max_images=args.max_images,
             download=args.download,
@@ -83,5 +75,5 @@ def run(args: argparse.Namespace) -> int:
             c = e["calibration"]
             line += f"   ECE {100 * c['before']['ece']:.2f}% -> {100 * c['after']['ece']:.2f}%"
         tqdm.write(line)
-    tqdm.write(f"report: {Path(args.run_dir) / 'ood.md'}")
+    tqdm.write(f"report: {Path(args.run_dir) / OOD_MD}")
     return 0

@@ -10,7 +10,6 @@ it (a tidy table, one row per run per epoch; per gamma and p for ``g``; per run,
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import sys
 from collections.abc import Sequence
@@ -19,8 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from ..engine.runfolder import RunFolder
-from ..engine.runlog import (
+from ..atomic import atomic_write_csv
+from ..engine.runfolder import CONFIG, RunFolder
+from ..errors import CheckpointError, FocalcalError, InputError
+from ..evaluation.runlog import (
     DYNAMICS_COLUMNS,
     TEST_NLL_COLUMNS,
     WEIGHT_NORM_COLUMNS,
@@ -32,7 +33,6 @@ from ..engine.runlog import (
     reliability_rows,
     require_columns,
 )
-from ..errors import CheckpointError, FocalcalError, InputError
 from ..losses import g_factor, p_threshold
 from ..plots import (
     Curves,
@@ -44,6 +44,7 @@ from ..plots import (
     save_figure,
     weight_norm_figure,
 )
+from .common import add_eval_settings_args
 
 DEFAULT_GAMMAS = (1.0, 2.0, 3.0, 4.0, 5.0)
 _HINT_TEST = "train with --dynamics-test-size > 0 (the default is the whole test split) to log it each epoch"
@@ -51,22 +52,6 @@ _HINT_TRAIN = "train with --dynamics-train-size > 0 to log the un-augmented trai
 
 
 # ------------------------------------------------------------------------------------------------ data
-def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
-    """Write ``rows`` as CSV (columns in order of first appearance; ``None``/NaN as empty cells)."""
-    columns: dict[str, None] = {}
-    for row in rows:
-        columns.update(dict.fromkeys(row))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(columns))
-        writer.writeheader()
-        for row in rows:
-            writer.writerow(
-                {k: "" if v is None or (isinstance(v, float) and math.isnan(v)) else v for k, v in row.items()}
-            )
-    return path
-
-
 def curves_of(runs: Sequence[RunLog], columns: Sequence[str]) -> list[Curves]:
     """The arrays the dynamics plots draw, one :class:`Curves` per run."""
     return [Curves(r.label, r.epochs, {k: r.column(k) for k in columns}, tuple(r.lr_drops())) for r in runs]
@@ -103,7 +88,7 @@ def reliability_panels(items) -> list:
 def _save(fig, out: Path, name: str, rows: Sequence[dict[str, Any]] | None) -> list[Path]:
     paths = save_figure(fig, out / f"{name}.png", formats=("pdf",))
     if rows is not None:
-        paths.append(write_csv(out / f"{name}.csv", rows))
+        paths.append(atomic_write_csv(out / f"{name}.csv", rows))
     return paths
 
 
@@ -114,7 +99,7 @@ def _runs(args: argparse.Namespace) -> list[RunLog]:
         folders, notes = RunFolder.find(args.runs)
         if not folders:
             raise InputError(
-                "no run folder (a folder with config.json, made by `focalcal train --out DIR`) at or under "
+                f"no run folder (a folder with {CONFIG}, made by `focalcal train --out DIR`) at or under "
                 + ", ".join(map(str, args.runs))
             )
         args._run_logs = read_runs([f.path for f in folders], args.label or None, skipped=notes)
@@ -245,7 +230,7 @@ def _figure_parser(
         )
         p.add_argument("--points", type=int, default=501, help="values of p in [0, 1] (default 501)")
     if bins:
-        p.add_argument("--n-bins", type=int, default=None, help="reliability bins (default: the report's)")
+        add_eval_settings_args(p, defaults="report", flags=("n_bins",))  # the reliability diagrams' bins
     if log_nll:
         p.add_argument("--log-nll", action="store_true", help="logarithmic NLL axes (Figs. 2 and 3)")
     p.set_defaults(func=_command(func))

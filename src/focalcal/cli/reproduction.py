@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..experiments.reproduction import PAGE, write_text_page
+from .common import add_key_values_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,12 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument(
         "--overwrite", action="store_true", help="replace an earlier page in --out (its text/ export and text.md)"
     )
-    c.add_argument(
-        "--not-run",
-        action="append",
-        default=[],
-        metavar="DATASET=WHY",
-        help="what the page says for a data set without runs (repeatable)",
+    add_key_values_arg(
+        c, "--not-run", "what the page says for a data set without runs (repeatable)", metavar="DATASET=WHY"
     )
     c.set_defaults(func=run)
 

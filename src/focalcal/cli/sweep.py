@@ -19,7 +19,7 @@ from ..experiments.sweep import (
     state,
     write_summary,
 )
-from .common import add_data_args, echo, key_values, positive_int
+from .common import add_data_args, add_key_values_arg, echo, key_values, positive_int
 
 
 def seeds(text: str) -> list[int]:
@@ -47,20 +47,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("family", help="an experiment family, e.g. cpu or paper_cifar")
     s.add_argument("--seeds", type=seeds, default=[1], help="seeds, e.g. 1-3 or 1,2,5 (default 1)")
     s.add_argument("--out", required=True, help="root folder of the sweep's runs")
-    s.add_argument(
+    add_key_values_arg(
+        s,
         "--only",
-        action="append",
-        default=[],
+        "only these datasets / models / losses, e.g. --only loss=ce,flsd53 (repeatable)",
         metavar="AXIS=A,B",
-        help="only these datasets / models / losses, e.g. --only loss=ce,flsd53 (repeatable)",
     )
-    s.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key of every run, e.g. --set epochs=10 (repeatable)",
-    )
+    add_key_values_arg(s, "--set", "override a config key of every run, e.g. --set epochs=10 (repeatable)")
     s.add_argument(
         "--launcher",
         choices=LAUNCHERS,

@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import sys
 from pathlib import Path
 
-from ..atomic import atomic_write_text
+from ..atomic import atomic_write_csv, atomic_write_text
+from ..engine.runfolder import REPORT
 from ..experiments.table import build, csv_rows, fig6, fig7, latex, markdown
 from ..plots import save_figure
 
@@ -18,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser(
         "table",
         help="the paper's tables from run folders: mean and 95%% interval over seeds (Markdown, CSV, LaTeX)",
-        description="Group evaluated runs (run folders with report.json, found under each path or glob) "
+        description=f"Group evaluated runs (run folders with {REPORT}, found under each path or glob) "
         "by dataset, model and loss; write table.md, table.csv, table.tex and the figures fig6 (error bars) and "
         "fig7_<set> (ROC curves per OOD set) as PNG and PDF into --out.",
     )
@@ -37,12 +36,7 @@ def run(args: argparse.Namespace) -> int:
     md = markdown(tables)
     atomic_write_text(out / "table.md", md)
     atomic_write_text(out / "table.tex", latex(tables))
-    rows = csv_rows(tables)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(out / "table.csv", buf.getvalue())
+    atomic_write_csv(out / "table.csv", csv_rows(tables))
     written = [out / "table.md", out / "table.csv", out / "table.tex"]
     if not args.no_figures:
         figures = [("fig6.png", fig6(tables))] + [

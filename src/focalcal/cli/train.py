@@ -10,14 +10,16 @@ from typing import Any
 import yaml
 
 from ..data import DATASETS
-from ..engine import RunFolder, TrainConfig, Trainer, evaluate_run, write_evaluation
+from ..engine import RunFolder, TrainConfig, Trainer
 from ..engine.device import resolve_device
 from ..engine.distributed import is_main_process
+from ..engine.runfolder import CONFIG, FINAL, REPORT_MD
 from ..engine.trackers import trackers_from_args
 from ..engine.trainer import start_mode
 from ..errors import CheckpointError, ConfigError, RunFolderError
+from ..evaluation import evaluate_run, write_evaluation
 from ..experiments.presets import merge, resolve_preset
-from .common import add_data_args, count_or_fraction, echo, key_values
+from .common import add_data_args, add_eval_settings_args, add_key_values_arg, count_or_fraction, echo, key_values
 
 # CLI flag -> TrainConfig key (flags left unset keep the preset's or the default value)
 _FLAG_TO_KEY = {
@@ -58,20 +60,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="a protocol (`paper`, `cpu`), an experiment <family>/<dataset>/<model>/<loss> (see `focalcal list`), "
         "or a YAML file of config keys; flags override it",
     )
-    t.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="set any config key (a YAML value), e.g. --set milestones=[40,60] (repeatable; flags win)",
+    add_key_values_arg(
+        t, "--set", "set any config key (a YAML value), e.g. --set milestones=[40,60] (repeatable; flags win)"
     )
     t.add_argument("--dataset", help=f"one of: {', '.join(DATASETS)} (default cifar10)")
-    t.add_argument(
+    add_key_values_arg(
+        t,
         "--data-opt",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a data set option, e.g. --data-opt maxlen=1000 for 20newsgroups (repeatable; see `focalcal list`)",
+        "a data set option, e.g. --data-opt maxlen=1000 for 20newsgroups (repeatable; see `focalcal list`)",
     )
     t.add_argument(
         "--fit-on",
@@ -89,24 +85,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument(
         "--select-epoch",
         choices=["last", "best_val_acc"],
-        help="the weights final.pt keeps: the last epoch's (default) or the best validation accuracy's",
+        help=f"the weights {FINAL} keeps: the last epoch's (default) or the best validation accuracy's",
     )
     t.add_argument("--model", help="a model from `focalcal list`, or timm:NAME / torchvision:NAME (default resnet20)")
-    t.add_argument(
-        "--model-opt",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a model option, e.g. --model-opt pretrained=true (repeatable)",
-    )
+    add_key_values_arg(t, "--model-opt", "a model option, e.g. --model-opt pretrained=true (repeatable)")
     t.add_argument("--loss", help="a loss from `focalcal list` (default ce)")
-    t.add_argument(
-        "--loss-opt",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a loss option, e.g. --loss-opt gamma=3 (repeatable)",
-    )
+    add_key_values_arg(t, "--loss-opt", "a loss option, e.g. --loss-opt gamma=3 (repeatable)")
     t.add_argument("--epochs", type=int, help="epochs (default 350); lr milestones scale with it")
     t.add_argument("--batch-size", type=int)
     t.add_argument("--lr", type=float)
@@ -127,17 +111,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="random crop (4-pixel padding) and horizontal flip (default on)",
     )
-    t.add_argument("--n-bins", type=int, help="calibration bins (default 15)")
-    t.add_argument(
-        "--bin-closed",
-        choices=["left", "right"],
-        help="equal-width bins [lo, hi) (left, default, as torchmetrics) or (lo, hi] (right, the authors')",
-    )
-    t.add_argument(
-        "--ts-method",
-        choices=["nll", "ece_grid"],
-        help="the report's main temperature: fitted by validation NLL (default) or the paper's ECE grid",
-    )
+    # the run's evaluation settings (config keys n_bins, bin_closed, ts_method; unset: the preset's, else defaults)
+    add_eval_settings_args(t, defaults="config", flags=("n_bins", "bin_closed", "ts_method"))
     t.add_argument(
         "--amp",
         action=argparse.BooleanOptionalAction,
@@ -217,7 +192,7 @@ def print_summary(run_dir: str | Path, report: dict[str, Any]) -> None:
     t = report["temperature"][report["ts_method"]]["value"]
     echo(
         f"test error {100 * b['error']:.2f}%  NLL {b['nll']:.4f} -> {a['nll']:.4f}  "
-        f"ECE {100 * b['ece']:.2f}% -> {100 * a['ece']:.2f}% (T={t:.3f})  report: {Path(run_dir) / 'report.md'}"
+        f"ECE {100 * b['ece']:.2f}% -> {100 * a['ece']:.2f}% (T={t:.3f})  report: {Path(run_dir) / REPORT_MD}"
     )
 
 
@@ -230,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
     resolve_device(config.device)  # likewise a device this machine lacks (--device cuda without a GPU)
     folder = RunFolder(args.out)
     nothing = (
-        f"nothing to resume in {args.out}: it holds no run (no config.json or checkpoint); start one without "
+        f"nothing to resume in {args.out}: it holds no run (no {CONFIG} or checkpoint); start one without "
         f"--resume (`focalcal train ... --out {args.out}`)"
     )
     if args.resume and not folder.path.exists():  # before the lock, which would create the folder

@@ -28,6 +28,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -289,42 +290,14 @@ def check_disjoint(ood: OODSet, in_distribution: torch.Tensor, what: str) -> Non
         )
 
 
-def load_ood_set(
-    name: str,
-    data_dir: str | os.PathLike | None = None,
-    *,
-    image_size: int = 32,
-    seed: int = 0,
-    max_images: int | None = None,
-    download: bool = False,
-    cache_dir: str | os.PathLike | None | bool = True,
-) -> OODSet:
-    """Load an OOD or shifted evaluation set by name (see the module docstring for the names).
-
-    Args:
-        name: e.g. ``cifar10c:gaussian_noise:5``, ``svhn``, ``cifar100``, ``fashion_mnist``, ``folder:/imgs``.
-        data_dir: the data root; ``None`` means ``$FOCALCAL_DATA`` or ``./data``.
-        image_size: the model's input size ``S``; every set is returned as ``[N, 3, S, S]``.
-        seed: seed of the corruption noise and of the ``max_images`` subset.
-        max_images: keep a seeded random subset of at most this many images (in their original order).
-        download: let torchvision download SVHN / Fashion-MNIST / CIFAR when missing.
-        cache_dir: cache for the corrupted sets (``True``: :func:`default_cache_dir`; None/False: off).
+def load_ood_set(name: str, data_dir: str | os.PathLike | None = None, **options: Any) -> OODSet:
+    """Load one OOD or shifted evaluation set by name (see the module docstring for the names): the one set of
+    ``load_ood_sets([name], data_dir, **options)``, with the same ``options`` (see :func:`load_ood_sets`).
 
     Raises:
-        DataError: an unknown name (lists the valid ones) or data not found (says where it was looked for
-            and how to get it); DownloadError (a DataError): a download failed (says where to put the files by
-            hand). InputError (a ValueError): an unknown corruption or a severity outside 1..5.
+        as :func:`load_ood_sets`.
     """
-    return _load(
-        name,
-        data_dir,
-        image_size=image_size,
-        seed=seed,
-        max_images=max_images,
-        download=download,
-        cache_dir=cache_dir,
-        tests={},
-    )
+    return load_ood_sets([name], data_dir, **options)[0]
 
 
 def load_ood_sets(
@@ -338,13 +311,27 @@ def load_ood_sets(
     cache_dir: str | os.PathLike | None | bool = True,
     in_distribution: str | None = None,
 ) -> list[OODSet]:
-    """:func:`load_ood_set` for several names (same arguments), loading each clean CIFAR test split once.
+    """Load OOD or shifted evaluation sets by name (see the module docstring), each clean CIFAR test split once.
 
-    ``in_distribution``: the dataset the model was trained on; naming that dataset itself as an OOD set
-    is an error (its test split is the in-distribution data).
+    Args:
+        names: e.g. ``cifar10c:gaussian_noise:5``, ``svhn``, ``cifar100``, ``fashion_mnist``, ``folder:/imgs``.
+        data_dir: the data root; ``None`` means ``$FOCALCAL_DATA`` or ``./data``.
+        image_size: the model's input size ``S``; every set is returned as ``[N, 3, S, S]``.
+        seed: seed of the corruption noise and of the ``max_images`` subset.
+        max_images: keep a seeded random subset of at most this many images (in their original order).
+        download: let torchvision download SVHN / Fashion-MNIST / CIFAR when missing.
+        cache_dir: cache for the corrupted sets (``True``: :func:`default_cache_dir`; None/False: off).
+        in_distribution: the dataset the model was trained on; naming that dataset itself as an OOD set
+            is an error (its test split is the in-distribution data).
+
+    Returns:
+        One :class:`OODSet` per name, in order.
 
     Raises:
-        as :func:`load_ood_set`, for the first name that fails.
+        DataError: ``in_distribution`` among the names; an unknown name (lists the valid ones) or data not
+            found (says where it was looked for and how to get it); DownloadError (a DataError): a download
+            failed (says where to put the files by hand). InputError (a ValueError): an unknown corruption or
+            a severity outside 1..5. The first name that fails raises.
     """
     if in_distribution is not None and in_distribution in names:
         raise DataError(
@@ -352,81 +339,59 @@ def load_ood_sets(
             f"choose another set ({describe_ood_sets()})"
         )
     tests: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-    return [
-        _load(
-            name,
-            data_dir,
-            image_size=image_size,
-            seed=seed,
-            max_images=max_images,
-            download=download,
-            cache_dir=cache_dir,
-            tests=tests,
-        )
-        for name in names
-    ]
 
-
-def _load(
-    name: str,
-    data_dir: str | os.PathLike | None,
-    *,
-    image_size: int,
-    seed: int,
-    max_images: int | None,
-    download: bool,
-    cache_dir: str | os.PathLike | None | bool,
-    tests: dict[str, tuple[torch.Tensor, torch.Tensor]],
-) -> OODSet:
     def test_split(base: str) -> tuple[torch.Tensor, torch.Tensor]:
         if base not in tests:
             data = load_dataset(base, data_dir, download=download)
             tests[base] = (data.test_images, data.test_labels)
         return tests[base]
 
-    root = resolve_data_dir(data_dir)
-    kind, label_dataset, labels = "ood", None, None
-    head, _, rest = name.partition(":")
-    if head in ("cifar10c", "cifar100c"):
-        corruption, _, sev = rest.partition(":")
-        if not sev.isdigit():
-            raise DataError(f"{name!r}: expected {head}:<corruption>:<severity>, e.g. {head}:gaussian_noise:5")
-        base = head[:-1]
-        try:
-            check_corruption(corruption, int(sev))
-        except InputError as exc:
-            raise InputError(f"OOD set {name!r}: {exc} (e.g. {head}:gaussian_noise:5)") from None
-        images, labels = corrupted_test_split(
-            base, corruption, int(sev), seed=seed, cache_dir=cache_dir, clean=test_split(base)
-        )
-        kind, label_dataset = "shift", base
-        desc = f"{base} test split, {corruption} severity {sev} (CIFAR-C settings, seed {seed})"
-        name = f"{head}:{corruption}:{int(sev)}"
-    elif name == "svhn":
-        images, labels = _svhn(root, download)
-        desc = "SVHN test split (far OOD)"
-    elif name in ("cifar100", "cifar10"):
-        (images, labels), label_dataset = test_split(name), name
-        desc = f"{name} test split"
-    elif name in ("fashion_mnist", "fashion-mnist"):
-        images, labels = _fashion_mnist(root, download)
-        name, desc = (
-            "fashion_mnist",
-            "Fashion-MNIST test split, grey 28x28 resized bilinearly and repeated to RGB",
-        )
-    elif head == "folder" and rest:
-        images = _folder(Path(rest).expanduser(), image_size)
-        desc = f"images under {rest}"
-    else:
-        raise DataError(f"unknown OOD set {name!r}; use one of: {describe_ood_sets()}")
+    def load(name: str) -> OODSet:
+        root = resolve_data_dir(data_dir)
+        kind, label_dataset, labels = "ood", None, None
+        head, _, rest = name.partition(":")
+        if head in ("cifar10c", "cifar100c"):
+            corruption, _, sev = rest.partition(":")
+            if not sev.isdigit():
+                raise DataError(f"{name!r}: expected {head}:<corruption>:<severity>, e.g. {head}:gaussian_noise:5")
+            base = head[:-1]
+            try:
+                check_corruption(corruption, int(sev))
+            except InputError as exc:
+                raise InputError(f"OOD set {name!r}: {exc} (e.g. {head}:gaussian_noise:5)") from None
+            images, labels = corrupted_test_split(
+                base, corruption, int(sev), seed=seed, cache_dir=cache_dir, clean=test_split(base)
+            )
+            kind, label_dataset = "shift", base
+            desc = f"{base} test split, {corruption} severity {sev} (CIFAR-C settings, seed {seed})"
+            name = f"{head}:{corruption}:{int(sev)}"
+        elif name == "svhn":
+            images, labels = _svhn(root, download)
+            desc = "SVHN test split (far OOD)"
+        elif name in ("cifar100", "cifar10"):
+            (images, labels), label_dataset = test_split(name), name
+            desc = f"{name} test split"
+        elif name in ("fashion_mnist", "fashion-mnist"):
+            images, labels = _fashion_mnist(root, download)
+            name, desc = (
+                "fashion_mnist",
+                "Fashion-MNIST test split, grey 28x28 resized bilinearly and repeated to RGB",
+            )
+        elif head == "folder" and rest:
+            images = _folder(Path(rest).expanduser(), image_size)
+            desc = f"images under {rest}"
+        else:
+            raise DataError(f"unknown OOD set {name!r}; use one of: {describe_ood_sets()}")
 
-    if max_images is not None and max_images < 1:
-        raise DataError(f"max_images must be >= 1; got {max_images}")
-    if max_images is not None and max_images < images.shape[0]:
-        g = torch.Generator().manual_seed(seed)
-        keep = torch.randperm(images.shape[0], generator=g)[:max_images].sort().values
-        images = images[keep]
-        labels = labels[keep] if labels is not None else None
-        desc += f", seeded subset of {max_images}"
-    images = resize_images(_to_rgb(images), image_size)
-    return OODSet(name, images.contiguous(), labels, kind, label_dataset, desc)
+        if max_images is not None and max_images < 1:
+            raise DataError(f"max_images must be >= 1; got {max_images}")
+        if max_images is not None and max_images < images.shape[0]:
+            g = torch.Generator().manual_seed(seed)
+            keep = torch.randperm(images.shape[0], generator=g)[:max_images].sort().values
+            images = images[keep]
+            labels = labels[keep] if labels is not None else None
+            desc += f", seeded subset of {max_images}"
+        images = resize_images(_to_rgb(images), image_size)
+        return OODSet(name, images.contiguous(), labels, kind, label_dataset, desc)
+
+    return [load(name) for name in names]

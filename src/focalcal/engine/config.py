@@ -22,13 +22,13 @@ from typing import Any
 
 import torch
 
+from ..defaults import BIN_CLOSED, N_BINS, TS_METHOD
 from ..errors import ConfigError
-from ..validation import BIN_CLOSED
+from ..validation import eval_settings_problems
 from .device import default_eval_batch
 
 PAPER_EPOCHS = 350
 PAPER_MILESTONES = (150, 250)
-TS_METHODS = ("nll", "ece_grid")
 OPTIMIZERS = ("sgd", "adam", "adagrad")
 LR_SCHEDULES = ("multistep", "constant")
 SELECT_EPOCHS = ("last", "best_val_acc")
@@ -85,9 +85,10 @@ class TrainConfig:
       (the loss summed over a batch's targets and divided by its samples: the SST protocol, each tree's loss
       summed over its nodes, averaged over the trees of the batch; the loss's ``reduction`` must stay unset).
 
-    Evaluation keys: ``n_bins`` (15), ``bin_closed`` (``"left"``: bins ``[lo, hi)`` as torchmetrics, or
-    ``"right"``: ``(lo, hi]`` as the authors' code), ``ts_method`` (the report's main temperature:
-    ``"nll"`` or the paper's ``"ece_grid"``; both are always reported).
+    Evaluation keys (defaults in :mod:`focalcal.defaults`): ``n_bins`` (15), ``bin_closed`` (``"left"``: bins
+    ``[lo, hi)`` as torchmetrics, or ``"right"``: ``(lo, hi]`` as the authors' code), ``ts_method`` (the report's
+    main temperature: ``"nll"`` or the paper's ``"ece_grid"``; both are always reported). Evaluation reads them
+    through :func:`focalcal.eval_settings.resolve_settings`.
 
     Runtime keys (:data:`RUNTIME_KEYS`, free to change on resume): ``device``, ``data_dir``, ``amp`` and
     ``channels_last`` (None: chosen for the machine, see :mod:`focalcal.engine.precision`), ``compile``,
@@ -119,9 +120,9 @@ class TrainConfig:
     train_size: int | None = None
     test_size: int | None = None
     augment: bool = True
-    n_bins: int = 15
-    bin_closed: str = "left"
-    ts_method: str = "nll"
+    n_bins: int = N_BINS
+    bin_closed: str = BIN_CLOSED
+    ts_method: str = TS_METHOD
     device: str = "auto"
     amp: bool | None = None
     channels_last: bool | None = None
@@ -204,8 +205,6 @@ class TrainConfig:
             problems.append(f"momentum must lie in [0, 1) (got {self.momentum})")
         elif self.nesterov and self.momentum == 0:
             problems.append("nesterov needs momentum > 0 (got momentum 0)")
-        if self.n_bins < 1:
-            problems.append(f"n_bins must be >= 1 (got {self.n_bins})")
         if self.grad_clip is not None and not (math.isfinite(self.grad_clip) and self.grad_clip >= 0):
             problems.append(f"grad_clip must be a finite number > 0, or 0 / null to disable it (got {self.grad_clip})")
         if self.milestones is not None and any(not 0 < int(m) < self.epochs for m in self.milestones):
@@ -218,14 +217,12 @@ class TrainConfig:
         for key in ("loss_options", "model_options"):
             if not isinstance(getattr(self, key), dict):
                 problems.append(f"{key} must be a mapping of option: value (got {getattr(self, key)!r})")
-        if self.bin_closed not in BIN_CLOSED:
-            problems.append(f"bin_closed must be one of {', '.join(BIN_CLOSED)} (got {self.bin_closed!r})")
-        if self.ts_method not in TS_METHODS:
-            problems.append(f"ts_method must be one of {', '.join(TS_METHODS)} (got {self.ts_method!r})")
-        if self.eval_batch_size is not None and self.eval_batch_size < 1:
-            problems.append(
-                f"eval_batch_size must be >= 1, or null for the device's default (got {self.eval_batch_size})"
-            )
+        problems += eval_settings_problems(  # the evaluation keys: one check, shared with evaluation's resolver
+            n_bins=self.n_bins,
+            bin_closed=self.bin_closed,
+            ts_method=self.ts_method,
+            eval_batch_size=self.eval_batch_size,
+        )
         if self.dynamics_every < 1:
             problems.append(f"dynamics_every must be >= 1 (got {self.dynamics_every})")
         if self.dynamics_test_size is not None and self.dynamics_test_size < 0:

@@ -70,9 +70,9 @@ def bf16_is_fast(device: torch.device) -> bool:
 def default_eval_batch(device: torch.device) -> int:
     """The evaluation batch when the config leaves it unset: 1024 on CUDA, 64 on a CPU.
 
-    On a CPU the time per image of a forward pass grows with the batch once the activations leave the cache
-    (measured on a 2-core EPYC, fp32: ResNet-20 1.2-1.9 ms/image at 1024 vs 0.6 at 64; ResNet-50 36 vs
-    23 ms), while 64 images already amortise the per-batch overhead; a GPU needs large batches to be busy.
+    On a CPU the time per image of a forward pass grows with the batch once the activations leave the cache,
+    while 64 images already amortise the per-batch overhead (the time per image at a given batch is measured
+    by ``benchmarks/eval_share.py --eval-batch N``); a GPU needs large batches to be busy.
     """
     return 1024 if device.type == "cuda" else 64
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ..distributed_ops import all_gather_rows
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -80,20 +82,11 @@ def all_ranks_true(flags: list[bool], info: DistInfo, device: torch.device | str
 def gather_rows(local: torch.Tensor, info: DistInfo) -> torch.Tensor:
     """Concatenate every rank's ``[n_r, K]`` rows in rank order; shards may differ in size or be empty (an
     empty shard may be ``[0, 0]``). Every rank gets the whole ``[sum n_r, K]`` tensor, each row exactly once
-    (the padding needed by ``all_gather`` is stripped)."""
+    (the padding needed by ``all_gather`` is stripped); in a single process ``local`` itself. The padded
+    gather is :func:`focalcal.distributed_ops.all_gather_rows` (its errors: ``InputError``)."""
     if not info.enabled:
         return local
-    meta = torch.tensor([local.shape[0], local.shape[1] if local.ndim == 2 else 0], device=local.device)
-    metas = [torch.zeros_like(meta) for _ in range(info.world_size)]
-    dist.all_gather(metas, meta)
-    sizes = [int(m[0]) for m in metas]
-    width = max(int(m[1]) for m in metas)
-    padded = torch.zeros((max(sizes), width), dtype=local.dtype, device=local.device)
-    if local.shape[0]:
-        padded[: local.shape[0]] = local
-    parts = [torch.empty_like(padded) for _ in range(info.world_size)]
-    dist.all_gather(parts, padded)
-    return torch.cat([p[:s] for p, s in zip(parts, sizes)])
+    return all_gather_rows(local)
 
 
 def broadcast_buffers(module: torch.nn.Module, info: DistInfo) -> None:

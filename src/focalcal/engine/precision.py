@@ -2,14 +2,16 @@
 
 On a GPU the choice follows the hardware: bfloat16 autocast with channels_last on compute capability 8.0+
 (bf16 tensor cores), float32 below. On a CPU the same rule of thumb fails both ways (an AVX512-BF16 CPU
-without AMX trains ResNet-20 1.9x faster in bf16; a laptop CPU emulates bf16 and is slower), so the
-default is measured: a few forward+backward steps of a copy of the run's model on an example input (random
-images; for text, the run's own token ids or trees, from its data's modality), in each candidate setting,
-fastest wins. Candidates are float32 NCHW, float32 channels_last and, when the CPU has native bf16
-(AVX512-BF16 or AMX-BF16), bf16 autocast NCHW and channels_last; channels_last applies to images only.
+without AMX can train ResNet-20 faster in bf16; a laptop CPU emulates bf16 and is slower; each is measured
+by ``benchmarks/train_throughput.py``), so the default is measured: a few forward+backward steps of a copy
+of the run's model on an example input (random images; for text, the run's own token ids or trees, from its
+data's modality), in each candidate setting, fastest wins. Candidates are float32 NCHW, float32 channels_last
+and, when the CPU has native bf16 (AVX512-BF16 or AMX-BF16), bf16 autocast NCHW and channels_last;
+channels_last applies to images only.
 ``--amp/--no-amp`` and ``--channels-last/--no-channels-last`` fix their part of the choice (with both fixed
 nothing is measured).
-``torch.compile`` is never chosen automatically: its warm-up takes tens of seconds.
+``torch.compile`` is never chosen automatically: its warm-up (compiling the model) is long next to a short
+run's steps.
 
 Measurements are cached per (CPU model, torch version, threads, model and its options, input shape, candidates) in
 ``$FOCALCAL_CACHE/precision/`` (one small JSON file per key, written atomically: concurrent runs never
@@ -18,7 +20,8 @@ and the global random state are left untouched (the timing runs on a deep copy, 
 The choice, its timings and where it came from are recorded in the run's log and provenance.
 
 Evaluation passes always run in float32; :func:`eval_channels_last` picks their memory format the same way
-(on this project's AMD CPU, channels_last inputs run the float32 forward pass of ResNet-20 about 1.6x faster).
+(on some CPUs channels_last inputs run the float32 forward pass of a convolutional network faster, on others
+slower; ``benchmarks/eval_share.py`` times the evaluation pass in the format chosen).
 """
 
 from __future__ import annotations
@@ -145,15 +148,17 @@ def measure_cpu(
     candidates,
     *,
     batch: int = MEASURE_BATCH,
-    rounds: int = STEPS,
+    rounds: int | None = None,
     example: Callable[[int], Any] | None = None,
 ) -> dict[str, float]:
     """Median seconds per step of each candidate ``(amp, channels_last)``: label -> seconds.
 
     The model steps on ``example(batch)`` (any input the model takes), else on random images ``[batch,
     *input_shape]``. Every candidate first takes ``WARMUP`` untimed steps; then the candidates are timed in
-    interleaved rounds (one step each per round), so that a change of machine load hits all of them alike.
+    interleaved rounds (one step each per round; ``rounds`` defaults to ``STEPS``), so that a change of machine
+    load hits all of them alike.
     """
+    rounds = STEPS if rounds is None else rounds
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         steppers = {

@@ -35,7 +35,6 @@ at or under given paths (finished or not).
 from __future__ import annotations
 
 import contextlib
-import csv
 import errno
 import fcntl
 import glob
@@ -51,7 +50,7 @@ from typing import Any
 
 import torch
 
-from ..atomic import atomic_torch_save, atomic_write_text, disk_full, remove_temp_files
+from ..atomic import atomic_torch_save, atomic_write_csv, atomic_write_text, disk_full, remove_temp_files
 from ..errors import CheckpointError, RunFolderError, RunLockedError
 
 CONFIG = Path("config.json")
@@ -310,20 +309,18 @@ class RunFolder:
         self._write_log_csv(kept)
 
     def _write_log_csv(self, records: list[dict[str, Any]]) -> None:
-        columns: dict[str, None] = {}
-        for rec in records:
-            columns.update(dict.fromkeys(k for k, v in rec.items() if not isinstance(v, (dict, list))))
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore")
-        writer.writeheader()
-        for rec in records:
-            writer.writerow({k: "" if rec.get(k) is None else rec.get(k) for k in columns})
-        atomic_write_text(self.path / LOG_CSV, buf.getvalue())
+        """``log.csv``: the log's scalar fields (nested ones stay in ``log.jsonl`` only)."""
+        columns = dict.fromkeys(k for rec in records for k, v in rec.items() if not isinstance(v, (dict, list)))
+        atomic_write_csv(self.path / LOG_CSV, records, list(columns))
 
     # -- checkpoints ----------------------------------------------------------------------------------
     def has_checkpoint(self) -> bool:
         """Whether training state exists (``checkpoints/last.pt`` or ``final.pt``)."""
         return (self.path / CHECKPOINT).exists() or (self.path / FINAL).exists()
+
+    def has_final(self) -> bool:
+        """Whether training finished: ``final.pt`` (the trained model) is there."""
+        return (self.path / FINAL).is_file()
 
     def save_checkpoint(self, state: Mapping[str, Any]) -> None:
         atomic_torch_save(dict(state), self.path / CHECKPOINT)

@@ -34,8 +34,8 @@ from ..errors import (
     RunFolderError,
     TrainingDiverged,
 )
+from ..eval_settings import resolve_settings
 from ..losses import build_loss
-from ..metrics import calibration_summary
 from ..models import build_model, last_linear
 from .config import TrainConfig
 from .device import autocast, exact_float32, resolve_device
@@ -52,7 +52,7 @@ from .dynamics import split_nll_entropy
 from .optim import Optimizers, Schedulers
 from .precision import eval_channels_last, resolve_precision
 from .provenance import session_record
-from .runfolder import CHECKPOINT, RunFolder
+from .runfolder import CHECKPOINT, CONFIG, FINAL, RunFolder
 
 __all__ = ["Trainer", "predict_logits", "prepare_data", "start_mode", "RunExistsError", "TrainingDiverged"]
 
@@ -127,18 +127,18 @@ def start_mode(run: RunFolder, config: TrainConfig, *, resume: bool = False, ove
             diff = {k: (saved.get(k), now.get(k)) for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)}
             if diff:
                 raise ResumeMismatchError(
-                    f"cannot resume {run.path}: the configuration differs from its config.json (key: (run, now)): "
+                    f"cannot resume {run.path}: the configuration differs from its {CONFIG} (key: (run, now)): "
                     f"{diff}; resume with the run's own settings or start a new --out"
                 )
             return "restart"  # it finished no epoch: nothing to continue from, nothing finished is lost
         raise RunExistsError(
-            f"{run.path} holds a run that finished no epoch (config.json, no checkpoint); pass --resume to start it "
+            f"{run.path} holds a run that finished no epoch ({CONFIG}, no checkpoint); pass --resume to start it "
             "again with its configuration, --overwrite to replace it, or choose another --out"
         )
     found = run.run_files()
     if found:
         raise RunFolderError(
-            f"{run.path} is not a focalcal run (no config.json or checkpoint) but holds "
+            f"{run.path} is not a focalcal run (no {CONFIG} or checkpoint) but holds "
             f"{', '.join(map(str, found))}, which a run would replace; nothing was changed: choose a new or empty "
             "--out (--overwrite replaces runs only)"
         )
@@ -240,6 +240,8 @@ class Trainer:
         mk = self._loader
         self.train_loader = mk("train", config.batch_size // self.dist.world_size, train=True)
         self.eval_batch = config.resolved_eval_batch(self.device)
+        # the per-epoch validation metrics (log.jsonl) use the run's evaluation settings, as its report will
+        self.eval_settings = resolve_settings(config)
         self.val_loader = mk("val", self.eval_batch)
         self.test_loader = mk("test", self.eval_batch)
         n_dyn = min(config.dynamics_train_size, self.data.rows("train"))
@@ -348,7 +350,7 @@ class Trainer:
             state = self.run.load_state(CHECKPOINT, map_location=self.device)
         except FileNotFoundError:
             raise CheckpointError(
-                f"{self.run.path} has final.pt but no {CHECKPOINT} to resume from; evaluate it, or start again "
+                f"{self.run.path} has {FINAL} but no {CHECKPOINT} to resume from; evaluate it, or start again "
                 "with --overwrite"
             ) from None
         except CheckpointError as exc:
@@ -498,7 +500,7 @@ class Trainer:
                 f"training diverged: validation logits are NaN/inf after epoch {epoch + 1}; {self._last_good(epoch)}; "
                 "lower --lr and start a new --out"
             )
-        val = calibration_summary(logits=val_logits, labels=self.data.val_labels, n_bins=self.config.n_bins)
+        val = self.eval_settings.summary(val_logits, self.data.val_labels)  # the run's bins and bin rule
         if getattr(self.loss_fn, "needs_validation", False):
             self.loss_fn.update_from_validation(val_logits.to(self.device), self.data.val_labels.to(self.device))
             broadcast_buffers(self.loss_fn, self.dist)  # every rank trains with rank 0's loss state
@@ -543,8 +545,27 @@ class Trainer:
             )
         return out
 
+    def _step(self, x: Any, y: torch.Tensor, params: list[torch.nn.Parameter]) -> tuple[torch.Tensor, torch.Tensor]:
+        """One training step on a batch: forward (under the run's autocast), loss, backward, gradient clipping,
+        optimiser step. Returns the loss as stepped on (per sample with ``loss_normalization: per_sample``) and
+        the logits, both still on the device."""
+        cfg = self.config
+        with autocast(self.device, self.amp):
+            logits = self.step_model(x)
+        loss = self.loss_fn(logits, y)
+        if cfg.loss_normalization == "per_sample":  # DDP's average of equal batches is the global per-sample mean
+            loss = loss / len(x)
+        elif getattr(self.loss_fn, "reduction", "mean") == "sum" and self.dist.enabled:
+            loss = loss * self.dist.world_size  # DDP averages gradients; a sum must stay a sum
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        self.optimizer.step()
+        return loss, logits
+
     def _train_epoch(self, epoch: int) -> tuple[float, float]:
-        model, loss_fn, opt, cfg = self.step_model, self.loss_fn, self.optimizer, self.config
+        loss_fn, cfg = self.loss_fn, self.config
         self.model.train()
         params = [p for p in self.model.parameters() if p.requires_grad]
         loss_sum = torch.zeros((), device=self.device)
@@ -553,7 +574,6 @@ class Trainer:
         # each batch's sum by its samples (trees) for the step, so the logged loss is per sample, else per target
         per_sample = cfg.loss_normalization == "per_sample"
         per_batch_mean = not per_sample and getattr(loss_fn, "reduction", "mean") == "mean"
-        sum_reduced = not per_sample and getattr(loss_fn, "reduction", "mean") == "sum"
         n_targets = n_samples = 0
         batches = self.train_loader.epoch(epoch)
         bar = tqdm(
@@ -564,19 +584,8 @@ class Trainer:
             disable=not self.progress,
         )
         for x, y in bar:
-            with autocast(self.device, self.amp):
-                logits = model(x)
-            loss = loss_fn(logits, y)
+            loss, logits = self._step(x, y, params)
             batch_samples = len(x)  # images, documents or trees (y holds one label per target)
-            if per_sample:  # DDP's average over processes of equal batches is then the global per-sample mean
-                loss = loss / batch_samples
-            elif sum_reduced and self.dist.enabled:
-                loss = loss * self.dist.world_size  # DDP averages gradients; a sum must stay a sum
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            opt.step()
             with torch.no_grad():  # accumulated on the device; read once per epoch (no per-step sync)
                 scale = y.shape[0] if per_batch_mean else (batch_samples if per_sample else 1 / self.dist.world_size)
                 loss_sum += loss.detach() * scale

@@ -27,9 +27,7 @@ test subset), the rest from ``report.json`` and ``ood.json``.
 from __future__ import annotations
 
 import contextlib
-import csv
 import glob
-import io
 import json
 import math
 import os
@@ -41,8 +39,9 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_write_text, is_temp_file
+from ..atomic import atomic_write_csv, atomic_write_text, is_temp_file
 from ..engine import RunFolder
+from ..engine.runfolder import CONFIG, LOG, OOD, REPORT
 from ..errors import InputError
 from ..metrics.intervals import MIN_SEEDS, NONNEGATIVE, UNBOUNDED, UNIT_RANGE, difference_bounds, seed_interval
 from .table import RunResult, Tables, build, csv_rows, markdown
@@ -206,6 +205,11 @@ def _not_measurable(number: int, text: str, what: str, needs: str) -> Claim:
     return Claim(number, text, [{**row, "units": "", "interval": ""}], needs)
 
 
+def _measured(number: int, text: str, rows: list[dict[str, Any]], what: str, needs: str) -> Claim:
+    """The claim over ``rows`` with their summary verdict, or, with no rows, :func:`_not_measurable`."""
+    return Claim(number, text, rows, _summary(rows)) if rows else _not_measurable(number, text, what, needs)
+
+
 def evaluate_claims(tables: Tables) -> list[Claim]:
     """Every claim that the runs in ``tables`` can speak to (the CE runs are required).
 
@@ -230,9 +234,6 @@ def evaluate_claims(tables: Tables) -> list[Claim]:
         (2, "after", "after temperature scaling"),
     ):
         text = f"Focal loss has lower ECE, AdaECE and Classwise-ECE than CE {words}"
-        if not focal:
-            claims.append(_not_measurable(number, text, f"focal loss - CE, calibration errors {words}", NEEDS_FOCAL))
-            continue
         rows = [
             _row(
                 f"{f} - CE, {title} {words}",
@@ -242,7 +243,7 @@ def evaluate_claims(tables: Tables) -> list[Claim]:
             for f in focal
             for key, title in CAL_METRICS
         ]
-        claims.append(Claim(number, text, rows, _summary(rows)))
+        claims.append(_measured(number, text, rows, f"focal loss - CE, calibration errors {words}", NEEDS_FOCAL))
 
     rows = [
         _row(
@@ -311,10 +312,7 @@ def evaluate_claims(tables: Tables) -> list[Claim]:
             diff = paired(a, b, NONNEGATIVE, NONNEGATIVE, scale=1.0)
             rows.append(_row(f"NLL rise, {lo_label} - {hi_label} (nats)", diff, "negative", 1.0, "nats"))
         text = "Focal loss reduces that rise, ordered by gamma (FL-3 < FL-2 < FL-1 < CE)"
-        if rows:
-            claims.append(Claim(5, text, rows, _summary(rows)))
-        else:
-            claims.append(_not_measurable(5, text, "NLL rise, focal loss - CE (nats)", NEEDS_GAMMAS))
+        claims.append(_measured(5, text, rows, "NLL rise, focal loss - CE (nats)", NEEDS_GAMMAS))
 
     rows = []
     for f in focal:
@@ -327,10 +325,7 @@ def evaluate_claims(tables: Tables) -> list[Claim]:
         rows.append(_row(f"{f} - CE, weight norm after epoch 1", early, "positive", 1.0, ""))
         rows.append(_row(f"{f} - CE, weight norm after the last epoch", late, "negative", 1.0, ""))
     text = "Last-layer weight norm: focal larger early, smaller than CE once CE over-fits"
-    if rows:
-        claims.append(Claim(6, text, rows, _summary(rows)))
-    else:
-        claims.append(_not_measurable(6, text, "focal loss - CE, weight norm", NEEDS_FOCAL))
+    claims.append(_measured(6, text, rows, "focal loss - CE, weight norm", NEEDS_FOCAL))
 
     rows = []
     for ood_set in tables.ood_sets:
@@ -347,10 +342,8 @@ def evaluate_claims(tables: Tables) -> list[Claim]:
                 diff = paired(a, b, UNIT_RANGE, UNIT_RANGE)
                 rows.append(_row(f"{f} - CE, entropy AUROC on {ood_set}, {words}", diff, "positive"))
     text = "Focal loss has a higher OOD AUROC (softmax entropy) before and after TS"
-    if rows:
-        claims.append(Claim(7, text, rows, _summary(rows)))
-    elif tables.ood_sets:
-        claims.append(_not_measurable(7, text, "focal loss - CE, entropy AUROC", NEEDS_FOCAL))
+    if rows or tables.ood_sets:  # no OOD sets scored: no claim 7
+        claims.append(_measured(7, text, rows, "focal loss - CE, entropy AUROC", NEEDS_FOCAL))
     return claims
 
 
@@ -383,10 +376,11 @@ def claims_markdown(claims: Sequence[Claim], n_seeds: int) -> str:
 
 
 # -- the results page --------------------------------------------------------------------------------------
-SUMMARY_FILES = ("config.json", "report.json", "log.jsonl")
+#: A run's files an export copies as they are (names, as strings).
+SUMMARY_FILES = (CONFIG.name, REPORT.name, LOG.name)
 
 
-EXPORT_FILES = (*SUMMARY_FILES, "ood.json")
+EXPORT_FILES = (*SUMMARY_FILES, OOD.name)
 PAGE_FILES = ("claims.md", "claims.csv", "table.csv")
 _FIGURES = ("fig2_nll_entropy.png", "fig3_test_nll.png", "fig4_g.png", "fig5_weight_norm.png", "fig6_error_bars.png")
 _SEED_FOLDER = re.compile(r"seed-?[0-9]+")
@@ -484,14 +478,14 @@ def export_summaries(tables: Tables, dest, *, overwrite: bool = False, sources: 
                 ood = json.loads(json.dumps(r.ood))
                 for entry in ood["sets"].values():
                     entry["roc"] = {"entropy": entry["roc"]["entropy"]} if "roc" in entry else {}
-                atomic_write_text(target / "ood.json", json.dumps(ood, indent=1) + "\n")
+                atomic_write_text(target / OOD, json.dumps(ood, indent=1) + "\n")
             out.append(target)
     return out
 
 
 def _figures(tables: Tables, out) -> list[tuple[str, str]]:
     """The paper's Figs. 2-7 from the (exported) runs; returns ``(file, caption)`` pairs."""
-    from ..engine import read_runs
+    from ..evaluation import read_runs
     from ..losses import g_factor, p_threshold
     from ..plots import g_figure, nll_entropy_figure, nll_over_epochs_figure, save_figure, weight_norm_figure
     from ..plots.dynamics import Curves
@@ -598,16 +592,8 @@ def write_page(
     seeds = sorted({r.seed for runs in tables.groups.values() for r in runs})
     precision = ce.report.get("training_precision") or {}
 
-    def csv_text(rows):
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-        return buf.getvalue()
-
-    claim_rows = [{"claim": c.number, **r} for c in claims for r in c.rows]
-    atomic_write_text(out / "claims.csv", csv_text(claim_rows))
-    atomic_write_text(out / "table.csv", csv_text(csv_rows(tables)))
+    atomic_write_csv(out / "claims.csv", [{"claim": c.number, **r} for c in claims for r in c.rows])
+    atomic_write_csv(out / "table.csv", csv_rows(tables))
     page = "\n".join(
         [
             f"# {title}",

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write_text
-from ..engine import RunFolder, Trainer, evaluate_run, prepare_data, read_runs, write_evaluation
-from ..engine.report import markdown_table, precision_text
+from ..engine import RunFolder, Trainer, prepare_data
 from ..errors import InputError, ResumeMismatchError
+from ..evaluation import evaluate_run, read_runs, write_evaluation
+from ..evaluation.report import markdown_table, precision_text
 from ..losses import loss_label
 from ..plots import Curves, epoch_metrics_row, reliability_grid
 from .claims import nll_dynamics

@@ -165,7 +165,7 @@ def state(job: Job) -> str:
             return "mismatch"
         if saved != expected_config(job):
             return "mismatch"
-    trained = (run / "final.pt").is_file()
+    trained = run.has_final()
     if trained and run.has_report() and (run.has_ood() or not job.ood):
         return "done"
     return "partial" if run.has_checkpoint() else "new"
@@ -199,8 +199,8 @@ def commands(job: Job) -> list[list[str]]:
     """The ``focalcal`` commands still needed to finish ``job`` (empty when it is done)."""
     run = RunFolder(job.run_dir)
     cmds = []
-    if not (run / "final.pt").is_file() or not run.has_report():
-        if (run / "final.pt").is_file():
+    if not run.has_final() or not run.has_report():
+        if run.has_final():
             cmds.append(_cli(job.nproc) + ["evaluate", job.run_dir] + _common(job))
         else:
             train = ["train", "--preset", job.experiment, "--seed", str(job.seed), "--out", job.run_dir]

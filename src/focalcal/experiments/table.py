@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from ..engine import RunFolder, TrainConfig
+from ..engine.runfolder import CONFIG, OOD, REPORT
 from ..errors import CheckpointError, ConfigError, InputError
+from ..eval_settings import EvalSettings, resolve_settings
 from ..losses import loss_identity, loss_label
 from ..metrics import bootstrap_ci
 from ..metrics.intervals import NONNEGATIVE, UNIT_RANGE, seed_interval
@@ -62,6 +64,11 @@ class RunResult:
     def temperature(self) -> float:
         return float(self.report["temperature"][self.report["ts_method"]]["value"])
 
+    @property
+    def settings(self) -> EvalSettings:
+        """The bins, bin rule and temperature method the run was evaluated with (its ``report.json``)."""
+        return resolve_settings(self.report)
+
 
 @dataclass
 class Cell:
@@ -99,7 +106,7 @@ def read_result(path: Path) -> RunResult:
         TrainConfig.from_dict(config)
         seed = int(config.get("seed", 0))
     except (ConfigError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{run / 'config.json'} is not a training configuration ({exc})") from None
+        raise CheckpointError(f"{run / CONFIG} is not a training configuration ({exc})") from None
     report = run.read_report()
     try:
         result = RunResult(
@@ -114,16 +121,17 @@ def read_result(path: Path) -> RunResult:
             config,
         )
         float(result.temperature)
+        result.settings  # noqa: B018 (checked here: an invalid n_bins or bin rule is a damaged report)
         for key, _, _ in METRICS:
             for stage in STAGES:
                 float(report["test"][stage][key])
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(
-            f"{run / 'report.json'} is damaged (missing or malformed entry: {exc}); evaluate the run again "
+            f"{run / REPORT} is damaged (missing or malformed entry: {exc}); evaluate the run again "
             f"(`focalcal evaluate {path}`)"
         ) from None
     if result.ood is not None and not isinstance(result.ood.get("sets"), dict):
-        raise CheckpointError(f"{run / 'ood.json'} is damaged (no 'sets'); score the run again (`focalcal ood`)")
+        raise CheckpointError(f"{run / OOD} is damaged (no 'sets'); score the run again (`focalcal ood`)")
     return result
 
 
@@ -184,9 +192,10 @@ def _bootstrap(run: RunResult, key: str, stage: str) -> tuple[float, float, str]
         "classwise_ece": "classwise_ece",
         "nll": "nll",
     }[key]
-    kw = {"n_bins": run.report["n_bins"]} if key in ("ece", "adaptive_ece", "classwise_ece") else {}
+    settings = run.settings
+    kw = {"n_bins": settings.n_bins} if key in ("ece", "adaptive_ece", "classwise_ece") else {}
     if key in ("ece", "classwise_ece"):
-        kw["closed"] = run.report.get("bin_closed", "left")
+        kw["closed"] = settings.bin_closed
     res = bootstrap_ci(metric, logits=logits, labels=saved["test_labels"], n_boot=N_BOOT, seed=0, **kw)
     return res.low, res.high, res.note
 
@@ -392,50 +401,36 @@ def latex(tables: Tables) -> str:
 
 def csv_rows(tables: Tables) -> list[dict[str, Any]]:
     """One row per cell with full precision: the group, metric, stage, value, interval, n and method."""
+
+    def row(r: dict[str, Any], table: str, metric: str, stage: str, cell: Cell, seeds: str) -> dict[str, Any]:
+        return {
+            "dataset": r["dataset"],
+            "model": r["model"],
+            "loss": r["loss"],
+            "table": table,
+            "metric": metric,
+            "stage": stage,
+            "value": cell.value,
+            "low": cell.low,
+            "high": cell.high,
+            "n": cell.n,
+            "interval": cell.how,
+            "interval_method": cell.note,
+            "seeds": seeds,
+        }
+
     rows = []
     for r in tables.main:
         for key, cell in r.items():
             if isinstance(cell, Cell):
                 metric, _, stage = key.rpartition("_") if key != "temperature" else ("temperature", "", "")
-                rows.append(
-                    {
-                        "dataset": r["dataset"],
-                        "model": r["model"],
-                        "loss": r["loss"],
-                        "table": "main",
-                        "metric": metric,
-                        "stage": stage,
-                        "value": cell.value,
-                        "low": cell.low,
-                        "high": cell.high,
-                        "n": cell.n,
-                        "interval": cell.how,
-                        "interval_method": cell.note,
-                        "seeds": " ".join(map(str, r["seeds"])),
-                    }
-                )
+                rows.append(row(r, "main", metric, stage, cell, " ".join(map(str, r["seeds"]))))
     for r in tables.ood:
         for s in tables.ood_sets:
             for st in STAGES:
                 cell = r.get(f"{s}_{st}")
                 if cell is not None:
-                    rows.append(
-                        {
-                            "dataset": r["dataset"],
-                            "model": r["model"],
-                            "loss": r["loss"],
-                            "table": "ood",
-                            "metric": f"auroc_entropy:{s}",
-                            "stage": st,
-                            "value": cell.value,
-                            "low": cell.low,
-                            "high": cell.high,
-                            "n": cell.n,
-                            "interval": cell.how,
-                            "interval_method": cell.note,
-                            "seeds": "",
-                        }
-                    )
+                    rows.append(row(r, "ood", f"auroc_entropy:{s}", st, cell, ""))
     return rows
 
 

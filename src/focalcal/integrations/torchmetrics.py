@@ -7,15 +7,18 @@ combines the states of all processes (torchmetrics' sync), so every rank gets th
 Each ``update(scores, labels)`` takes ``scores [N, K]`` floating point, logits or probabilities as the
 constructor's ``from_logits`` says (never guessed from the values), and ``labels [N]`` integer in ``[0, K)``;
 it checks them with :mod:`focalcal.validation` (raising :class:`~focalcal.errors.InputError`) and runs
-:func:`~focalcal.metrics.kernel.scan_tensor`, the kernel behind focalcal's functional metrics. The states are
-the sufficient statistics, the same layout as :class:`~focalcal.metrics.CalibrationAccumulator`:
+:func:`~focalcal.metrics.kernel.scan_tensor`, the kernel behind focalcal's functional metrics.
 
-* equal-width top-label bins (ECE, MCE): ``counts`` int64, ``sum_conf``, ``sum_acc`` float64, each
-  ``[n_bins]``, reduced across processes with ``"sum"``;
-* classwise bins: ``cw_diff [K, n_bins]`` float64 (``sum 1[y=k] - p_k`` per class and bin) and ``n_samples``,
-  ``"sum"``;
-* AdaECE (equal-mass bins need the global sort): per-sample confidence (float64) and correctness (uint8)
-  as list states, gathered with ``"cat"``: O(N) memory, 9 bytes a sample.
+The classes are adapters over :class:`focalcal.metrics.streaming.StateLayout`, the one definition of the
+streaming sufficient statistics that :class:`~focalcal.metrics.CalibrationAccumulator` keeps too: each class
+registers the layout's tensors as its torchmetrics states (with their reductions, so torchmetrics' own sync
+combines them) and delegates ``update`` and ``compute`` to it. Every class has ``n_samples`` (int64, ``"sum"``);
+
+* equal-width top-label bins (ECE, MCE, ``ReliabilityBins``): ``counts`` int64, ``sum_conf``, ``sum_acc``
+  float64, each ``[n_bins]``, and ``n_float64`` (samples binned in float64), reduced with ``"sum"``;
+* classwise bins: ``cw_diff [K, n_bins]`` float64 (``sum 1[y=k] - p_k`` per class and bin), ``"sum"``;
+* AdaECE and equal-mass ``ReliabilityBins`` (equal-mass bins need the global sort): per-sample confidence
+  (float64) and correctness (uint8) as list states, gathered with ``"cat"``: O(N) memory, 9 bytes a sample.
 
 ``compute()`` equals the functional metric (:func:`~focalcal.metrics.ece`, ...) on the concatenated batches
 up to float summation order, as a 0-dim float64 tensor (a fraction, not %). Bin rules are those of
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -40,23 +44,20 @@ from torch import Tensor
 
 try:
     from torchmetrics import Metric
-    from torchmetrics.utilities import dim_zero_cat
 except ImportError as exc:
     raise ImportError(
         "focalcal.integrations.torchmetrics needs the optional package torchmetrics; "
         "install it with: pip install 'focalcal[torchmetrics]'"
     ) from exc
 
+from ..defaults import BIN_CLOSED, N_BINS
 from ..errors import InputError
-from ..metrics.binning import BinStats, bin_stats, bin_sums, binned_error
-from ..metrics.calibration import classwise_from_diff
-from ..metrics.kernel import Scan, scan_tensor
-from ..metrics.streaming import equal_width_bin_stats
+from ..metrics.binning import BinStats
+from ..metrics.kernel import scan_tensor
+from ..metrics.streaming import StateLayout
 from ..validation import check_binning, check_closed, check_labels, check_n_bins, check_num_classes, check_scores
 
 __all__ = ["ECE", "MCE", "AdaptiveECE", "ClasswiseECE", "ReliabilityBins"]
-
-_NO_SAMPLES = "no samples accumulated yet: call update() before compute()"
 
 
 def _check_from_logits(from_logits: Any) -> bool:
@@ -69,23 +70,32 @@ def _check_from_logits(from_logits: Any) -> bool:
 
 
 class _FocalcalMetric(Metric):
-    """Argument checks and the per-batch scan shared by the classes below."""
+    """Argument checks, the states of a :class:`~focalcal.metrics.streaming.StateLayout` and the update shared
+    by the classes below."""
 
     is_differentiable = False
     higher_is_better = False
     full_state_update = False
     plot_lower_bound = 0.0
     plot_upper_bound = 1.0
+    #: The :class:`~focalcal.metrics.streaming.StateLayout` parts the constructor registers (``None``: the subclass
+    #: registers its own); a ``classwise`` state has one row per class, so it needs ``num_classes`` (checked first).
+    _parts: dict[str, bool] | None = None
 
     def __init__(
         self,
-        n_bins: int = 15,
+        n_bins: int = N_BINS,
         num_classes: int | None = None,
         *,
         from_logits: bool | None = None,
-        closed: str = "left",
+        closed: str = BIN_CLOSED,
         **kwargs: Any,
     ) -> None:
+        if num_classes is None and (self._parts or {}).get("classwise"):
+            raise InputError(
+                f"{type(self).__name__} needs num_classes=K (the number of score columns); it is never inferred "
+                "from labels"
+            )
         n_bins = check_n_bins(n_bins)
         num_classes = None if num_classes is None else check_num_classes(num_classes)
         from_logits = _check_from_logits(from_logits)
@@ -95,30 +105,14 @@ class _FocalcalMetric(Metric):
         self.num_classes = num_classes
         self.from_logits = from_logits
         self.closed = closed
+        if self._parts is not None:
+            self._register(**self._parts)
 
-    def _scan(self, scores: Tensor, labels: Tensor, **kwargs: Any) -> Scan:
-        """Check one batch and run the kernel on it (``kwargs`` go to :func:`scan_tensor`)."""
-        x = check_scores(scores, "logits" if self.from_logits else "probs")
-        n, k = x.shape
-        if self.num_classes is not None and k != self.num_classes:
-            raise InputError(
-                f"scores have {k} columns but the metric was built with num_classes={self.num_classes}; "
-                "pass one column per class"
-            )
-        y = check_labels(labels, n, k, x.device)
-        return scan_tensor(x, y, from_logits=self.from_logits, **kwargs)
-
-
-class _EqualWidthTopLabel(_FocalcalMetric):
-    """Equal-width bins of the top-label confidence: per-bin count and sums of confidence and correctness."""
-
-    _norm = "l1"
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.add_state("counts", torch.zeros(self.n_bins, dtype=torch.int64), dist_reduce_fx="sum")
-        self.add_state("sum_conf", torch.zeros(self.n_bins, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("sum_acc", torch.zeros(self.n_bins, dtype=torch.float64), dist_reduce_fx="sum")
+    def _register(self, **parts: bool) -> None:
+        """Keep the state layout with these parts and register its tensors as this metric's states."""
+        self._layout = StateLayout(self.n_bins, self.num_classes, self.closed, **parts)
+        for name, (default, reduction) in self._layout.defaults().items():
+            self.add_state(name, default, dist_reduce_fx=reduction)
 
     def update(self, scores: Tensor, labels: Tensor) -> None:
         """Add a batch: ``scores [N, K]`` float (logits or probabilities, per ``from_logits``), ``labels [N]`` int.
@@ -127,11 +121,22 @@ class _EqualWidthTopLabel(_FocalcalMetric):
             InputError: wrong shapes or dtypes, labels outside ``[0, K)``, a K other than ``num_classes``,
                 NaN/inf, or (``from_logits=False``) rows not summing to 1 or negative entries.
         """
-        sc = self._scan(scores, labels)
-        _, counts, sum_conf, sum_acc = bin_sums(sc.confidence, sc.correct, self.n_bins, "equal_width", self.closed)
-        self.counts += counts.to(self.counts.device)
-        self.sum_conf += sum_conf.to(self.sum_conf.device)
-        self.sum_acc += sum_acc.to(self.sum_acc.device)
+        x = check_scores(scores, "logits" if self.from_logits else "probs")
+        n, k = x.shape
+        if self.num_classes is not None and k != self.num_classes:
+            raise InputError(
+                f"scores have {k} columns but the metric was built with num_classes={self.num_classes}; "
+                "pass one column per class"
+            )
+        y = check_labels(labels, n, k, x.device)
+        self._layout.update(self, scan_tensor(x, y, from_logits=self.from_logits, **self._layout.scan_options()))
+
+
+class _EqualWidthTopLabel(_FocalcalMetric):
+    """Equal-width bins of the top-label confidence: per-bin count and sums of confidence and correctness."""
+
+    _parts = {"width": True}
+    _norm = "l1"
 
     def compute(self) -> Tensor:
         """The calibration error over all batches (and processes) as a 0-dim float64 tensor (fraction).
@@ -139,10 +144,7 @@ class _EqualWidthTopLabel(_FocalcalMetric):
         Raises:
             InputError: nothing was accumulated.
         """
-        if int(self.counts.sum()) == 0:
-            raise InputError(_NO_SAMPLES)
-        denom = self.counts.clamp(min=1).double()
-        return binned_error(self.counts, self.sum_conf / denom, self.sum_acc / denom, self._norm)
+        return self._layout.calibration_error(self, "equal_width", self._norm)
 
 
 class ECE(_EqualWidthTopLabel):
@@ -186,20 +188,8 @@ class MCE(_EqualWidthTopLabel):
     """Maximum calibration error (Naeini et al. 2015), as in Mukhoti et al. 2020 Sec. 5.
 
     ``MCE = max_b |acc_b - conf_b|`` over the non-empty equal-width bins of the top-label confidence;
-    equals :func:`focalcal.metrics.mce` on the concatenated batches.
-
-    Args:
-        n_bins: number of equal-width bins, >= 1 (the paper uses 15).
-        num_classes: K; when given, every batch must have K columns. None: any K >= 2 per batch.
-        from_logits: keyword, required: True if ``update()`` gets logits, False if probabilities. Never guessed.
-        closed: equal-width bin rule, ``"left"`` ``[lo, hi)`` (default) or ``"right"`` ``(lo, hi]``.
-        kwargs: passed to ``torchmetrics.Metric``.
-
-    ``update(scores, labels)``: ``scores [N, K]`` floating tensor, ``labels [N]`` integer tensor in ``[0, K)``.
-    ``compute()``: 0-dim float64 tensor, a fraction in [0, 1].
-
-    Raises:
-        InputError: invalid constructor arguments or batches; ``compute()`` before any sample.
+    equals :func:`focalcal.metrics.mce` on the concatenated batches. Arguments, ``update()``, ``compute()`` and
+    errors as :class:`ECE`.
 
     Example:
 
@@ -225,15 +215,9 @@ class AdaptiveECE(_FocalcalMetric):
 
     Args:
         n_bins: number of equal-mass bins, >= 1 (the paper uses 15).
-        num_classes: K; when given, every batch must have K columns. None: any K >= 2 per batch.
-        from_logits: keyword, required: True if ``update()`` gets logits, False if probabilities. Never guessed.
-        kwargs: passed to ``torchmetrics.Metric``.
+        num_classes, from_logits, kwargs: as :class:`ECE` (no ``closed``: equal-mass bins have no edge rule).
 
-    ``update(scores, labels)``: ``scores [N, K]`` floating tensor, ``labels [N]`` integer tensor in ``[0, K)``.
-    ``compute()``: 0-dim float64 tensor, a fraction in [0, 1].
-
-    Raises:
-        InputError: invalid constructor arguments or batches; ``compute()`` before any sample.
+    ``update()``, ``compute()`` and errors as :class:`ECE`.
 
     Example:
 
@@ -246,22 +230,12 @@ class AdaptiveECE(_FocalcalMetric):
     0.15
     """
 
+    _parts = {"confidences": True}
+
     def __init__(
-        self, n_bins: int = 15, num_classes: int | None = None, *, from_logits: bool | None = None, **kwargs: Any
-    ) -> None:
+        self, n_bins: int = N_BINS, num_classes: int | None = None, *, from_logits: bool | None = None, **kwargs: Any
+    ) -> None:  # no ``closed``: equal-mass bins have no edge rule
         super().__init__(n_bins, num_classes, from_logits=from_logits, **kwargs)
-        self.add_state("conf", [], dist_reduce_fx="cat")
-        self.add_state("correct", [], dist_reduce_fx="cat")
-
-    def update(self, scores: Tensor, labels: Tensor) -> None:
-        """Add a batch: ``scores [N, K]`` float (logits or probabilities, per ``from_logits``), ``labels [N]`` int.
-
-        Raises:
-            InputError: see :meth:`ECE.update`.
-        """
-        sc = self._scan(scores, labels)
-        self.conf.append(sc.confidence.to(self.device, torch.float64))
-        self.correct.append(sc.correct.to(self.device, torch.uint8))
 
     def compute(self) -> Tensor:
         """AdaECE over all batches (and processes) as a 0-dim float64 tensor (fraction).
@@ -269,12 +243,7 @@ class AdaptiveECE(_FocalcalMetric):
         Raises:
             InputError: nothing was accumulated.
         """
-        conf = dim_zero_cat(self.conf) if len(self.conf) else None
-        if conf is None or conf.numel() == 0:
-            raise InputError(_NO_SAMPLES)
-        _, counts, sum_conf, sum_acc = bin_sums(conf, dim_zero_cat(self.correct), self.n_bins, "equal_mass")
-        denom = counts.clamp(min=1).double()
-        return binned_error(counts, sum_conf / denom, sum_acc / denom, "l1")
+        return self._layout.calibration_error(self, "equal_mass", "l1")
 
 
 class ClasswiseECE(_FocalcalMetric):
@@ -288,16 +257,12 @@ class ClasswiseECE(_FocalcalMetric):
         n_bins: number of equal-width bins per class, >= 1 (the paper uses 15).
         num_classes: K, required (the state has one row per class and must have the same shape on every
             process); every batch must have K columns. Never inferred from the labels.
-        from_logits: keyword, required: True if ``update()`` gets logits, False if probabilities. Never guessed.
-        closed: equal-width bin rule, ``"left"`` ``[lo, hi)`` (default) or ``"right"`` ``(lo, hi]``.
-        kwargs: passed to ``torchmetrics.Metric``.
+        from_logits, closed, kwargs: as :class:`ECE`.
 
-    ``update(scores, labels)``: ``scores [N, K]`` floating tensor, ``labels [N]`` integer tensor in ``[0, K)``.
-    ``compute()``: 0-dim float64 tensor, a fraction in [0, 1].
+    ``update()`` and ``compute()`` as :class:`ECE`.
 
     Raises:
-        InputError: ``num_classes`` missing or < 2, other invalid arguments or batches; ``compute()`` before
-            any sample.
+        InputError: ``num_classes`` missing or < 2; otherwise as :class:`ECE`.
 
     Example:
 
@@ -310,33 +275,7 @@ class ClasswiseECE(_FocalcalMetric):
     0.3333
     """
 
-    def __init__(
-        self,
-        n_bins: int = 15,
-        num_classes: int | None = None,
-        *,
-        from_logits: bool | None = None,
-        closed: str = "left",
-        **kwargs: Any,
-    ) -> None:
-        if num_classes is None:
-            raise InputError(
-                "ClasswiseECE needs num_classes=K (the number of score columns); it is never inferred from labels"
-            )
-        super().__init__(n_bins, num_classes, from_logits=from_logits, closed=closed, **kwargs)
-        k = self.num_classes
-        self.add_state("cw_diff", torch.zeros(k, self.n_bins, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("n_samples", torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
-
-    def update(self, scores: Tensor, labels: Tensor) -> None:
-        """Add a batch: ``scores [N, K]`` float (logits or probabilities, per ``from_logits``), ``labels [N]`` int.
-
-        Raises:
-            InputError: see :meth:`ECE.update`.
-        """
-        sc = self._scan(scores, labels, classwise_bins=self.n_bins, closed=self.closed)
-        self.cw_diff += sc.classwise_diff.to(self.cw_diff.device)
-        self.n_samples += sc.confidence.shape[0]
+    _parts = {"classwise": True}
 
     def compute(self) -> Tensor:
         """Classwise ECE over all batches (and processes) as a 0-dim float64 tensor (fraction).
@@ -344,10 +283,8 @@ class ClasswiseECE(_FocalcalMetric):
         Raises:
             InputError: nothing was accumulated.
         """
-        n = int(self.n_samples)
-        if n == 0:
-            raise InputError(_NO_SAMPLES)
-        return torch.tensor(classwise_from_diff(self.cw_diff, n), dtype=torch.float64, device=self.cw_diff.device)
+        value = self._layout.classwise_ece(self)
+        return torch.tensor(value, dtype=torch.float64, device=self.cw_diff.device)
 
 
 class ReliabilityBins(_FocalcalMetric):
@@ -363,18 +300,11 @@ class ReliabilityBins(_FocalcalMetric):
 
     Args:
         n_bins: number of bins, >= 1 (the paper uses 15).
-        num_classes: K; when given, every batch must have K columns. None: any K >= 2 per batch.
-        from_logits: keyword, required: True if ``update()`` gets logits, False if probabilities. Never guessed.
         binning: ``"equal_width"`` (default) or ``"equal_mass"``.
-        closed: equal-width bin rule, ``"left"`` ``[lo, hi)`` (default) or ``"right"`` ``(lo, hi]``.
-        kwargs: passed to ``torchmetrics.Metric``.
+        num_classes, from_logits, closed, kwargs: as :class:`ECE` (``closed``: equal-width bins only).
 
-    ``update(scores, labels)``: ``scores [N, K]`` floating tensor, ``labels [N]`` integer tensor in ``[0, K)``.
-    Calling the metric (``forward``) returns the batch's ``BinStats`` but does not keep it as
-    ``_forward_cache`` (torchmetrics cannot move a frozen dataclass between devices).
-
-    Raises:
-        InputError: invalid constructor arguments or batches; ``compute()`` before any sample.
+    ``update()`` and errors as :class:`ECE`. Calling the metric (``forward``) returns the batch's ``BinStats``
+    but does not keep it as ``_forward_cache`` (torchmetrics cannot move a frozen dataclass between devices).
 
     Example:
 
@@ -390,73 +320,39 @@ class ReliabilityBins(_FocalcalMetric):
 
     def __init__(
         self,
-        n_bins: int = 15,
+        n_bins: int = N_BINS,
         num_classes: int | None = None,
         *,
         from_logits: bool | None = None,
         binning: str = "equal_width",
-        closed: str = "left",
+        closed: str = BIN_CLOSED,
         **kwargs: Any,
     ) -> None:
         binning = check_binning(binning)
         super().__init__(n_bins, num_classes, from_logits=from_logits, closed=closed, **kwargs)
         self.binning = binning
-        if binning == "equal_width":
-            self.add_state("counts", torch.zeros(self.n_bins, dtype=torch.int64), dist_reduce_fx="sum")
-            self.add_state("sum_conf", torch.zeros(self.n_bins, dtype=torch.float64), dist_reduce_fx="sum")
-            self.add_state("sum_acc", torch.zeros(self.n_bins, dtype=torch.float64), dist_reduce_fx="sum")
-            # samples binned in float64: decides the dtype of the reported edges
-            self.add_state("n_float64", torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
-        else:
-            self.add_state("conf", [], dist_reduce_fx="cat")
-            self.add_state("correct", [], dist_reduce_fx="cat")
-
-    def update(self, scores: Tensor, labels: Tensor) -> None:
-        """Add a batch: ``scores [N, K]`` float (logits or probabilities, per ``from_logits``), ``labels [N]`` int.
-
-        Raises:
-            InputError: see :meth:`ECE.update`.
-        """
-        sc = self._scan(scores, labels)
-        if self.binning == "equal_mass":
-            self.conf.append(sc.confidence.to(self.device, torch.float64))
-            self.correct.append(sc.correct.to(self.device, torch.uint8))
-            return
-        _, counts, sum_conf, sum_acc = bin_sums(sc.confidence, sc.correct, self.n_bins, "equal_width", self.closed)
-        self.counts += counts.to(self.counts.device)
-        self.sum_conf += sum_conf.to(self.sum_conf.device)
-        self.sum_acc += sum_acc.to(self.sum_acc.device)
-        if sc.confidence.dtype == torch.float64:
-            self.n_float64 += sc.confidence.shape[0]
+        self._register(width=binning == "equal_width", confidences=binning == "equal_mass")
 
     def compute(self) -> BinStats:
         """:class:`~focalcal.metrics.BinStats` over all batches (and processes).
 
-        (Internally this method returns the synced tensors; torchmetrics caches those, and the wrapper set up
-        by ``_wrap_compute`` turns them into the ``BinStats`` that ``metric.compute()`` returns.)
+        (Internally this method returns the synced states, in the layout's order; torchmetrics caches those, and
+        the wrapper set up by ``_wrap_compute`` turns them into the ``BinStats`` that ``metric.compute()``
+        returns.)
 
         Raises:
             InputError: nothing was accumulated.
         """
-        if self.binning == "equal_mass":
-            if not len(self.conf):
-                raise InputError(_NO_SAMPLES)
-            return dim_zero_cat(self.conf), dim_zero_cat(self.correct)  # type: ignore[return-value]
-        if int(self.counts.sum()) == 0:
-            raise InputError(_NO_SAMPLES)
-        return self.counts, self.sum_conf, self.sum_acc, self.n_float64  # type: ignore[return-value]
+        self._layout.n_samples(self)
+        stored = dict(zip(("conf", "correct"), self._layout.stored(self))) if self._layout.confidences else {}
+        return tuple(stored.get(name, getattr(self, name)) for name in self._layout.defaults())  # type: ignore[return-value]
 
     def _to_bin_stats(self, raw: tuple[Tensor, ...]) -> BinStats:
-        raw = tuple(t.reshape(-1) for t in raw)  # torchmetrics squeezes one-element tensors (n_bins = 1, N = 1)
-        if self.binning == "equal_mass":
-            conf, correct = raw
-            if conf.numel() == 0:
-                raise InputError(_NO_SAMPLES)
-            return bin_stats(conf, correct, self.n_bins, "equal_mass")
-        counts, sum_conf, sum_acc, n_float64 = raw
-        all_float64 = int(n_float64[0]) == int(counts.sum())
-        dtype = torch.float64 if all_float64 else torch.float32
-        return equal_width_bin_stats(counts, sum_conf, sum_acc, dtype, self.closed)
+        state = SimpleNamespace()
+        for (name, (default, _)), value in zip(self._layout.defaults().items(), raw):
+            # torchmetrics squeezes one-element tensors (n_bins = 1, N = 1): back to the state's shape
+            setattr(state, name, value.reshape(-1) if isinstance(default, list) else value.reshape(default.shape))
+        return self._layout.reliability_bins(state, self.binning)
 
     def _wrap_compute(self, compute: Callable) -> Callable:
         # torchmetrics' wrapper (sync, cache, clone) maps over the result with apply_to_collection, which refuses

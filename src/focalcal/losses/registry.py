@@ -22,20 +22,10 @@ from ..registry import (
     as_str,
     option_suffix,
 )
+from . import focal
 from .adafocal import AdaFocalLoss
 from .base import CalibrationLoss
 from .brier import BrierLoss
-from .focal import (
-    FLSC_531_SCHEDULE,
-    FLSD_53_GAMMAS,
-    FLSD_53_THRESHOLDS,
-    CrossEntropyLoss,
-    DualFocalLoss,
-    FocalLoss,
-    SampleDependentFocalLoss,
-    ScheduledFocalLoss,
-    parse_schedule,
-)
 from .mmce import MMCELoss
 from .smoothing import LabelSmoothingLoss, MarginLabelSmoothingLoss
 
@@ -82,9 +72,9 @@ def register_loss(
     )
 
 
-def _flsd53_3level(num_classes: int, gamma: float = 3.0, **kwargs: Any) -> SampleDependentFocalLoss:
+def _flsd53_3level(num_classes: int, gamma: float = 3.0, **kwargs: Any) -> focal.SampleDependentFocalLoss:
     """FLSD-53 as in the authors' code: p < 0.2 -> 5, p < 0.5 -> 3, else ``gamma`` (3)."""
-    return SampleDependentFocalLoss(num_classes, thresholds=(0.2, 0.5), gammas=(5.0, 3.0, gamma), **kwargs)
+    return focal.SampleDependentFocalLoss(num_classes, thresholds=(0.2, 0.5), gammas=(5.0, 3.0, gamma), **kwargs)
 
 
 def _gamma_digits(gammas: Any) -> str | None:
@@ -106,14 +96,14 @@ def _schedule_label(name: str, gammas: Any, shown: Mapping[str, Any]) -> str:
 
 def _flsd_label(options: Mapping[str, Any]) -> str:
     """``flsd`` with gammas (5, 3) -> ``"FLSD-53"``, whatever its thresholds."""
-    return _schedule_label("FLSD", options.get("gammas", FLSD_53_GAMMAS), options)
+    return _schedule_label("FLSD", options.get("gammas", focal.FLSD_53_GAMMAS), options)
 
 
 def _flsc_label(options: Mapping[str, Any]) -> str:
     """``flsc`` with schedule ``"0:5,14:3,35:1"`` -> ``"FLSc-531"``, whatever its switch epochs."""
-    schedule = options.get("schedule", FLSC_531_SCHEDULE)
+    schedule = options.get("schedule", focal.FLSC_531_SCHEDULE)
     try:
-        gammas = [g for _, g in parse_schedule(schedule, 10**9)]
+        gammas = [g for _, g in focal.parse_schedule(schedule, 10**9)]
     except InputError:
         gammas = None
     return _schedule_label("FLSc", gammas, options)
@@ -129,22 +119,22 @@ _ADAFOCAL_OPTIONS = {
     "switch_threshold": as_float,
 }
 for _name, _factory, _description, _label, _options, _fixed in (
-    ("ce", CrossEntropyLoss, "cross-entropy", "CE", {}, {}),
-    ("focal", FocalLoss, "focal loss, fixed gamma (default 3)", "FL-{gamma}", {"gamma": as_float}, {}),
-    ("fl1", FocalLoss, "focal loss, gamma 1 (FL-1)", "FL-1", {}, {"gamma": 1.0}),
-    ("fl2", FocalLoss, "focal loss, gamma 2 (FL-2)", "FL-2", {}, {"gamma": 2.0}),
-    ("fl3", FocalLoss, "focal loss, gamma 3 (FL-3)", "FL-3", {}, {"gamma": 3.0}),
+    ("ce", focal.CrossEntropyLoss, "cross-entropy", "CE", {}, {}),
+    ("focal", focal.FocalLoss, "focal loss, fixed gamma (default 3)", "FL-{gamma}", {"gamma": as_float}, {}),
+    ("fl1", focal.FocalLoss, "focal loss, gamma 1 (FL-1)", "FL-1", {}, {"gamma": 1.0}),
+    ("fl2", focal.FocalLoss, "focal loss, gamma 2 (FL-2)", "FL-2", {}, {"gamma": 2.0}),
+    ("fl3", focal.FocalLoss, "focal loss, gamma 3 (FL-3)", "FL-3", {}, {"gamma": 3.0}),
     (
         "flsc531",
-        ScheduledFocalLoss,
+        focal.ScheduledFocalLoss,
         "scheduled focal loss FLSc-531: gamma 5, 3 from epoch 100, 1 from 250 (of 350, scaled)",
         "FLSc-531",
         {"reference_epochs": as_int},
-        {"schedule": FLSC_531_SCHEDULE},
+        {"schedule": focal.FLSC_531_SCHEDULE},
     ),
     (
         "flsc",
-        ScheduledFocalLoss,
+        focal.ScheduledFocalLoss,
         "scheduled focal loss, schedule '0:5,100:3,250:1' of reference_epochs (350), scaled",
         _flsc_label,
         {"schedule": as_is, "reference_epochs": as_int},
@@ -152,11 +142,11 @@ for _name, _factory, _description, _label, _options, _fixed in (
     ),
     (
         "flsd53",
-        SampleDependentFocalLoss,
+        focal.SampleDependentFocalLoss,
         "sample-dependent focal FLSD-53: gamma 5 where p < 0.2, else 3",
         "FLSD-53",
         {},
-        {"thresholds": FLSD_53_THRESHOLDS, "gammas": FLSD_53_GAMMAS},
+        {"thresholds": focal.FLSD_53_THRESHOLDS, "gammas": focal.FLSD_53_GAMMAS},
     ),
     (
         "flsd53_3level",
@@ -168,7 +158,7 @@ for _name, _factory, _description, _label, _options, _fixed in (
     ),
     (
         "flsd",
-        SampleDependentFocalLoss,
+        focal.SampleDependentFocalLoss,
         "sample-dependent focal, general: thresholds (ascending), gammas (one more); default FLSD-53",
         _flsd_label,
         {"thresholds": as_float_tuple, "gammas": as_float_tuple},
@@ -209,7 +199,7 @@ for _name, _factory, _description, _label, _options, _fixed in (
     ),
     (
         "dual_focal",
-        DualFocalLoss,
+        focal.DualFocalLoss,
         "dual focal loss (Tao et al. 2023), default gamma 3",
         "dual FL-{gamma}",
         {"gamma": as_float, "secondary": as_str},

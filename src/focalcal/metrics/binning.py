@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..defaults import BIN_CLOSED, N_BINS
 from ..errors import InputError
 from ..validation import check_binning, check_closed, check_n_bins, check_norm
 from .kernel import equal_width_edges, equal_width_index, scan
@@ -59,7 +60,7 @@ class BinStats:
     mean_confidence: np.ndarray
     accuracy: np.ndarray
     binning: str = "equal_width"
-    closed: str = "left"
+    closed: str = BIN_CLOSED
 
     @property
     def n_bins(self) -> int:
@@ -164,7 +165,7 @@ def equal_mass_index(conf: Tensor, n_bins: int) -> Tensor:
 
 
 def bin_sums(
-    conf: Tensor, correct: Tensor, n_bins: int, binning: str, closed: str = "left"
+    conf: Tensor, correct: Tensor, n_bins: int, binning: str, closed: str = BIN_CLOSED
 ) -> tuple[Tensor | None, Tensor, Tensor, Tensor]:
     """Per-bin sums of confidences ``conf [..., N]`` and correctness ``correct [..., N]`` (bool or 0/1).
 
@@ -213,7 +214,7 @@ def batched_calibration_error(
     norm: str = "l1",
     *,
     debias: bool = False,
-    closed: str = "left",
+    closed: str = BIN_CLOSED,
 ) -> Tensor:
     """Calibration error of each row of ``conf [B, N]`` / ``correct [B, N]`` -> ``[B]`` float64.
 
@@ -225,7 +226,7 @@ def batched_calibration_error(
 
 
 def bin_stats(
-    conf: Tensor, correct: Tensor, n_bins: int, binning: str = "equal_width", closed: str = "left"
+    conf: Tensor, correct: Tensor, n_bins: int, binning: str = "equal_width", closed: str = BIN_CLOSED
 ) -> BinStats:
     """:class:`BinStats` of top-label confidences ``conf [N]`` and correctness ``correct [N]`` (bool)."""
     edges, counts, sum_conf, sum_acc = bin_sums(conf, correct, n_bins, binning, closed)
@@ -272,9 +273,9 @@ def reliability_bins(
     logits=None,
     probs=None,
     labels,
-    n_bins: int = 15,
+    n_bins: int = N_BINS,
     binning: str = "equal_width",
-    closed: str = "left",
+    closed: str = BIN_CLOSED,
 ) -> BinStats:
     """Per-bin statistics of the top-label confidence (reliability diagram data).
 

@@ -17,6 +17,7 @@ never redone).
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..defaults import BIN_CLOSED, N_BINS
 from ..errors import InputError
 from ..validation import check_binning, check_closed, check_labels, check_n_bins, check_norm, pick_scores, work_dtype
 from . import calibration as C
@@ -103,7 +105,7 @@ class _Data:
             self._probs = torch.softmax(s, 1, dtype=work_dtype(s)) if self.from_logits else s.to(work_dtype(s))
         return self._probs
 
-    def width_parts(self, n_bins: int, closed: str = "left") -> Tensor:
+    def width_parts(self, n_bins: int, closed: str = BIN_CLOSED) -> Tensor:
         """Sparse ``[3 n_bins, N]``: each sample puts 1, its gap ``x`` (correct minus confidence) and ``x^2`` at its
         equal-width bin in row blocks 0, 1, 2 (a sample's bin is the same in every resample)."""
         if (n_bins, closed) not in self._width:
@@ -120,7 +122,7 @@ class _Data:
             self._width[(n_bins, closed)] = mat
         return self._width[(n_bins, closed)]
 
-    def classwise_parts(self, n_bins: int, closed: str = "left") -> tuple[Tensor, Tensor]:
+    def classwise_parts(self, n_bins: int, closed: str = BIN_CLOSED) -> tuple[Tensor, Tensor]:
         """``(sparse [5 K n, N], probs [N, K])``, five row blocks of ``K n`` rows each, indexed by (k, bin): the
         entries outside the first bin put ``p_ik`` (block 0), ``p_ik^2`` (block 2) and 1 (block 4) at (k, bin
         of p_ik); each sample puts 1 (block 1) and ``p_{i y_i}`` (block 3) at (y_i, bin of p_{i y_i})."""
@@ -152,7 +154,7 @@ def _resample_width(d: _Data, metric_fn: Callable, kw: dict[str, Any]) -> int:
     classwise-ECE (alone or in ``calibration_summary``), ``5 K n_bins`` float64 per-(class, bin) sums."""
     width = d.n
     if metric_fn is C.classwise_ece or metric_fn is C.calibration_summary:
-        width = max(width, 5 * d.k * kw.get("n_bins", 15))
+        width = max(width, 5 * d.k * kw.get("n_bins", N_BINS))
     return width
 
 
@@ -167,7 +169,7 @@ def _multiplicities(idx: Tensor, n: int) -> Tensor:
 Batch = tuple[Tensor, Tensor | None]
 
 
-def _classwise_batch(d: _Data, idx: Tensor, n_bins: int, closed: str = "left") -> Batch:
+def _classwise_batch(d: _Data, idx: Tensor, n_bins: int, closed: str = BIN_CLOSED) -> Batch:
     mat, p = d.classwise_parts(n_bins, closed)
     k, kn = d.k, d.k * n_bins
     w = _multiplicities(idx, d.n)  # [B, N]
@@ -187,7 +189,7 @@ def _classwise_batch(d: _Data, idx: Tensor, n_bins: int, closed: str = "left") -
     return plain, debiased_l1(counts.reshape(-1, kn), gap.reshape(-1, kn), gap_sq.reshape(-1, kn), total)
 
 
-def _binned_l1_batch(d: _Data, idx: Tensor, n_bins: int, binning: str, closed: str = "left") -> Batch:
+def _binned_l1_batch(d: _Data, idx: Tensor, n_bins: int, binning: str, closed: str = BIN_CLOSED) -> Batch:
     """ECE / AdaECE of each resample and its debiased estimator, from per-bin counts and gap sums."""
     if binning == "equal_width":  # fixed bins: resample multiplicities times per-sample bin contributions
         parts = torch.sparse.mm(d.width_parts(n_bins, closed), _multiplicities(idx, d.n).T).T
@@ -204,14 +206,12 @@ def _binned_l1_batch(d: _Data, idx: Tensor, n_bins: int, binning: str, closed: s
     return s1.abs().sum(1) / d.n, debiased_l1(counts, s1, s2, d.n)
 
 
+# The batched replays of the metrics take every keyword argument of their metric, without defaults:
+# bootstrap_ci fills in the metric's own (_keyword_defaults), so each default is stated once, in the metric.
+
+
 def _calibration_error_batch(
-    d: _Data,
-    idx: Tensor,
-    n_bins: int = 15,
-    binning: str = "equal_width",
-    norm: str = "l1",
-    debias: bool = False,
-    closed: str = "left",
+    d: _Data, idx: Tensor, n_bins: int, binning: str, norm: str, debias: bool, closed: str
 ) -> Batch:
     if norm == "l1":
         return _binned_l1_batch(d, idx, n_bins, binning, closed)
@@ -219,16 +219,22 @@ def _calibration_error_batch(
     return batched_calibration_error(conf, correct, n_bins, binning, norm, debias=debias, closed=closed), None
 
 
-def _ece_batch(d: _Data, idx: Tensor, n_bins: int = 15, norm: str = "l1", closed: str = "left") -> Batch:
-    return _calibration_error_batch(d, idx, n_bins, "equal_width", norm, closed=closed)
+def _ece_batch(d: _Data, idx: Tensor, n_bins: int, norm: str, closed: str) -> Batch:
+    return _calibration_error_batch(d, idx, n_bins, "equal_width", norm, False, closed)
 
 
-def _adaece_batch(d: _Data, idx: Tensor, n_bins: int = 15, norm: str = "l1") -> Batch:
-    return _calibration_error_batch(d, idx, n_bins, "equal_mass", norm)
+def _adaece_batch(d: _Data, idx: Tensor, n_bins: int, norm: str) -> Batch:
+    return _calibration_error_batch(d, idx, n_bins, "equal_mass", norm, False, BIN_CLOSED)  # no edges: unused
 
 
-def _mce_batch(d: _Data, idx: Tensor, n_bins: int = 15, binning: str = "equal_width", closed: str = "left") -> Batch:
+def _mce_batch(d: _Data, idx: Tensor, n_bins: int, binning: str, closed: str) -> Batch:
     return batched_calibration_error(d.conf[idx], d.correct[idx], n_bins, binning, "max", closed=closed), None
+
+
+def _keyword_defaults(metric_fn: Callable) -> dict[str, Any]:
+    """The defaults of ``metric_fn``'s keyword arguments but the scores (``n_bins``, ``closed``, ...)."""
+    params = inspect.signature(metric_fn).parameters.values()
+    return {p.name: p.default for p in params if p.default is not p.empty and p.name not in ("logits", "probs")}
 
 
 _BATCHED: dict[Callable, Callable[..., Batch]] = {
@@ -236,7 +242,7 @@ _BATCHED: dict[Callable, Callable[..., Batch]] = {
     C.adaptive_ece: _adaece_batch,
     C.mce: _mce_batch,
     C.calibration_error: _calibration_error_batch,
-    C.classwise_ece: lambda d, idx, n_bins=15, closed="left": _classwise_batch(d, idx, n_bins, closed),
+    C.classwise_ece: lambda d, idx, n_bins, closed: _classwise_batch(d, idx, n_bins, closed),
     C.nll: lambda d, idx: (d.nll[idx].mean(1), None),
     C.brier_score: lambda d, idx: (d.brier[idx].mean(1), None),
     C.error_rate: lambda d, idx: (1.0 - d.correct[idx].double().mean(1), None),
@@ -399,14 +405,15 @@ def bootstrap_ci(
     settings = {"n_boot": n_boot, "alpha": alpha, "seed": seed, "method": method}
 
     if metric_fn is C.calibration_summary:
-        n_bins, closed = kw.get("n_bins", 15), kw.get("closed", "left")
+        every_kw = {**_keyword_defaults(metric_fn), **kw}
+        n_bins, closed = every_kw["n_bins"], every_kw["closed"]
         fns = {
             "error": lambda idx: _BATCHED[C.error_rate](d, idx),
             "nll": lambda idx: _BATCHED[C.nll](d, idx),
-            "ece": lambda idx: _ece_batch(d, idx, n_bins, closed=closed),
-            "adaptive_ece": lambda idx: _adaece_batch(d, idx, n_bins),
+            "ece": lambda idx: _ece_batch(d, idx, n_bins, "l1", closed),
+            "adaptive_ece": lambda idx: _adaece_batch(d, idx, n_bins, "l1"),
             "classwise_ece": lambda idx: _classwise_batch(d, idx, n_bins, closed),
-            "mce": lambda idx: _mce_batch(d, idx, n_bins, closed=closed),
+            "mce": lambda idx: _mce_batch(d, idx, n_bins, "equal_width", closed),
             "brier": lambda idx: _BATCHED[C.brier_score](d, idx),
         }
         out: dict[str, list[Batch]] = {key: [] for key in fns}
@@ -427,9 +434,9 @@ def bootstrap_ci(
 
     if metric_fn in _BATCHED:
         estimate = metric_fn(**score_kw, labels=y, **kw)
-        batched = _BATCHED[metric_fn]
-        batches = [batched(d, idx, **kw) for idx in draws()]
-        full = batched(d, identity, **kw) if batches[0][1] is not None else None
+        batched, every_kw = _BATCHED[metric_fn], {**_keyword_defaults(metric_fn), **kw}
+        batches = [batched(d, idx, **every_kw) for idx in draws()]
+        full = batched(d, identity, **every_kw) if batches[0][1] is not None else None
         return _result(estimate, batches, full, bounds=_BOUNDS[metric_fn], **settings)
     p = d.probs
     estimate = metric_fn(probs=p, labels=y, **kw)

@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import torch
 
+from ..defaults import BIN_CLOSED, N_BINS
 from ..errors import InputError
 from ..validation import check_binning, check_closed, check_n_bins, check_norm
-from .binning import bin_stats
+from .binning import BinStats, bin_stats
 from .kernel import scan
 
 #: Keys of :func:`calibration_summary`, in report order.
@@ -40,11 +41,11 @@ def calibration_error(
     logits=None,
     probs=None,
     labels,
-    n_bins: int = 15,
+    n_bins: int = N_BINS,
     binning: str = "equal_width",
     norm: str = "l1",
     debias: bool = False,
-    closed: str = "left",
+    closed: str = BIN_CLOSED,
 ) -> float:
     """Top-label binned calibration error (the general form of ECE, AdaECE, MCE and RMS-CE).
 
@@ -78,7 +79,7 @@ def calibration_error(
     return bin_stats(sc.confidence, sc.correct, n_bins, binning, closed).calibration_error(norm, debias=debias)
 
 
-def ece(*, logits=None, probs=None, labels, n_bins: int = 15, norm: str = "l1", closed: str = "left") -> float:
+def ece(*, logits=None, probs=None, labels, n_bins: int = N_BINS, norm: str = "l1", closed: str = BIN_CLOSED) -> float:
     """Expected calibration error (Naeini et al. 2015; Guo et al. 2017), as in Mukhoti et al. Sec. 5.
 
     ``ECE = sum_b |acc_b - conf_b| * count_b / N`` over ``n_bins`` equal-width bins of the top-label
@@ -93,7 +94,7 @@ def ece(*, logits=None, probs=None, labels, n_bins: int = 15, norm: str = "l1", 
     return calibration_error(logits=logits, probs=probs, labels=labels, n_bins=n_bins, norm=norm, closed=closed)
 
 
-def adaptive_ece(*, logits=None, probs=None, labels, n_bins: int = 15, norm: str = "l1") -> float:
+def adaptive_ece(*, logits=None, probs=None, labels, n_bins: int = N_BINS, norm: str = "l1") -> float:
     """Adaptive ECE (AdaECE, Mukhoti et al. 2020 Sec. 5; Nixon et al. 2019): ECE over equal-mass bins.
 
     Ties are never split and row order never matters (see :mod:`focalcal.metrics.binning`). Fraction.
@@ -108,7 +109,7 @@ def adaptive_ece(*, logits=None, probs=None, labels, n_bins: int = 15, norm: str
 
 
 def mce(
-    *, logits=None, probs=None, labels, n_bins: int = 15, binning: str = "equal_width", closed: str = "left"
+    *, logits=None, probs=None, labels, n_bins: int = N_BINS, binning: str = "equal_width", closed: str = BIN_CLOSED
 ) -> float:
     """Maximum calibration error (Naeini et al. 2015): the largest ``|acc_b - conf_b|`` over non-empty bins.
 
@@ -128,7 +129,7 @@ def classwise_from_diff(diff: torch.Tensor, n: int) -> float:
     return float(diff.abs().sum() / (n * k))
 
 
-def classwise_ece(*, logits=None, probs=None, labels, n_bins: int = 15, closed: str = "left") -> float:
+def classwise_ece(*, logits=None, probs=None, labels, n_bins: int = N_BINS, closed: str = BIN_CLOSED) -> float:
     """Classwise ECE (Kull et al. 2019; Mukhoti et al. 2020 Sec. 5).
 
     For each class k, the equal-width binned calibration error of ``p_k`` against ``1[y = k]``:
@@ -202,7 +203,9 @@ def accuracy(*, logits=None, probs=None, labels) -> float:
     return 1.0 - error_rate(logits=logits, probs=probs, labels=labels)
 
 
-def calibration_summary(*, logits=None, probs=None, labels, n_bins: int = 15, closed: str = "left") -> dict[str, float]:
+def calibration_summary(
+    *, logits=None, probs=None, labels, n_bins: int = N_BINS, closed: str = BIN_CLOSED
+) -> dict[str, float]:
     """All of the paper's metrics in one pass: softmax is computed once and shared.
 
     Args:
@@ -226,6 +229,28 @@ def calibration_summary(*, logits=None, probs=None, labels, n_bins: int = 15, cl
     >>> [round(summary[k], 4) for k in ("error", "nll", "ece", "adaptive_ece", "classwise_ece", "mce", "brier")]
     [0.25, 0.9907, 0.0467, 0.37, 0.1812, 0.0467, 0.5682]
     """
+    return calibration_summary_and_bins(logits=logits, probs=probs, labels=labels, n_bins=n_bins, closed=closed)[0]
+
+
+def calibration_summary_and_bins(
+    *, logits=None, probs=None, labels, n_bins: int = N_BINS, closed: str = BIN_CLOSED
+) -> tuple[dict[str, float], BinStats]:
+    """:func:`calibration_summary` and the equal-width :func:`~focalcal.metrics.reliability_bins` of the same
+    scores from one pass (one softmax): the same numbers as the two calls, for reports that show both.
+
+    Args / Raises: as :func:`calibration_summary`.
+
+    Returns:
+        ``(summary, bins)``: the summary dict (fractions, ``nll`` in nats) and a :class:`BinStats` of ``n_bins``
+        equal-width bins with rule ``closed``.
+
+    >>> import torch
+    >>> logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [3.0, 0.0], [0.5, 0.0]])
+    >>> labels = torch.tensor([0, 1, 1, 0])
+    >>> summary, bins = calibration_summary_and_bins(logits=logits, labels=labels, n_bins=2)
+    >>> round(summary["ece"], 4), bins.counts.tolist()
+    (0.0467, [0, 4])
+    """
     n_bins = check_n_bins(n_bins)
     sc = scan(
         logits=logits,
@@ -239,7 +264,7 @@ def calibration_summary(*, logits=None, probs=None, labels, n_bins: int = 15, cl
     n = sc.confidence.shape[0]
     width = bin_stats(sc.confidence, sc.correct, n_bins, "equal_width", closed)
     mass = bin_stats(sc.confidence, sc.correct, n_bins, "equal_mass")
-    return {
+    summary = {
         "error": 1.0 - float(sc.correct.double().mean()),
         "nll": float(sc.nll.mean()),
         "ece": width.calibration_error("l1"),
@@ -248,3 +273,4 @@ def calibration_summary(*, logits=None, probs=None, labels, n_bins: int = 15, cl
         "mce": width.calibration_error("max"),
         "brier": float(sc.brier.mean()),
     }
+    return summary, width

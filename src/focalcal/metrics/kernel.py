@@ -25,10 +25,12 @@ is in it rather than dropped as there). They differ only for a value exactly on 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from ..defaults import BIN_CLOSED
 from ..validation import check_closed, check_labels, check_probs_values, pick_scores, raise_nonfinite, work_dtype
 
 #: Elements (rows x classes) per chunk on CPU: ~1 MiB of float32, small enough to stay in the L2 cache.
@@ -66,7 +68,7 @@ def equal_width_edges(n_bins: int, dtype: torch.dtype, device: torch.device | No
     return torch.linspace(0.0, 1.0, n_bins + 1, dtype=dtype, device=device)
 
 
-def equal_width_index(values: Tensor, edges: Tensor, closed: str = "left") -> Tensor:
+def equal_width_index(values: Tensor, edges: Tensor, closed: str = BIN_CLOSED) -> Tensor:
     """Equal-width bin index of each value (see the module docstring for ``closed``).
 
     Values slightly outside [0, 1] from rounding land in the first / last bin.
@@ -75,28 +77,14 @@ def equal_width_index(values: Tensor, edges: Tensor, closed: str = "left") -> Te
     return torch.bucketize(values, inner, right=(closed == "left"))
 
 
-def scan(
-    *,
-    logits=None,
-    probs=None,
-    labels,
-    need_nll: bool = False,
-    need_brier: bool = False,
-    classwise_bins: int | None = None,
-    classwise_counts: bool = False,
-    closed: str = "left",
-    chunk_elements: int | None = None,
-) -> Scan:
+def scan(*, logits=None, probs=None, labels, **options: Any) -> Scan:
     """Check the inputs and compute the per-sample quantities in one chunked pass (see the module docstring).
 
     Args:
         logits / probs: ``[N, K]`` floating scores, exactly one of them (torch tensor or numpy array).
         labels: ``[N]`` integer class indices in ``[0, K)``.
-        need_nll, need_brier: compute the per-sample NLL / Brier score.
-        classwise_bins: compute the classwise bin sums over this many equal-width bins.
-        classwise_counts: also count the entries per (class, bin).
-        closed: the equal-width bin rule, ``"left"`` or ``"right"``.
-        chunk_elements: rows x classes per chunk (default: by device).
+        options: what to compute, as :func:`scan_tensor` (``need_nll``, ``need_brier``, ``classwise_bins``,
+            ``classwise_counts``, ``closed``, ``chunk_elements``).
 
     Raises:
         InputError: invalid inputs (see :mod:`focalcal.validation`).
@@ -104,17 +92,7 @@ def scan(
     scores, from_logits = pick_scores(logits, probs)
     n, k = scores.shape
     y = check_labels(labels, n, k, scores.device)
-    return scan_tensor(
-        scores,
-        y,
-        from_logits=from_logits,
-        need_nll=need_nll,
-        need_brier=need_brier,
-        classwise_bins=classwise_bins,
-        classwise_counts=classwise_counts,
-        closed=closed,
-        chunk_elements=chunk_elements,
-    )
+    return scan_tensor(scores, y, from_logits=from_logits, **options)
 
 
 def scan_tensor(
@@ -126,10 +104,23 @@ def scan_tensor(
     need_brier: bool = False,
     classwise_bins: int | None = None,
     classwise_counts: bool = False,
-    closed: str = "left",
+    closed: str = BIN_CLOSED,
     chunk_elements: int | None = None,
 ) -> Scan:
-    """:func:`scan` on already checked tensors (``scores [N, K]`` float, ``y [N]`` int64 in range)."""
+    """:func:`scan` on already checked tensors (``scores [N, K]`` float, ``y [N]`` int64 in range).
+
+    Args:
+        from_logits: ``scores`` are logits (softmax is applied), else probabilities.
+        need_nll, need_brier: compute the per-sample NLL / Brier score.
+        classwise_bins: compute the classwise bin sums over this many equal-width bins.
+        classwise_counts: also count the entries per (class, bin).
+        closed: the equal-width bin rule, ``"left"`` or ``"right"``.
+        chunk_elements: rows x classes per chunk (default: by device).
+
+    Raises:
+        InputError: an unknown ``closed``; non-finite scores; probabilities with a negative entry or a row
+            not summing to 1.
+    """
     check_closed(closed)
     n, k = scores.shape
     dev = scores.device

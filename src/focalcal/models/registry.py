@@ -64,36 +64,34 @@ for _depth in (20, 32, 44, 56, 110):
         description=f"He et al.'s thin CIFAR ResNet-{_depth} (16-32-64 channels); CPU-friendly",
         label=f"ResNet-{_depth} (thin)",
     )
-register_model(
-    "resnet50",
-    functools.partial(BottleneckResNet, (3, 4, 6, 3)),
-    description="the paper's CIFAR ResNet-50 (bottleneck [3,4,6,3], 64-512 channels, 3x3 stem, no max-pool)",
-    label="ResNet-50",
-)
-register_model(
-    "resnet50_tiny",
-    functools.partial(BottleneckResNet, (3, 4, 6, 3), pool=2),
-    description="the paper's Tiny-ImageNet ResNet-50 (as resnet50, final 2x2 average pool: 8192 features)",
-    label="ResNet-50 (Tiny-ImageNet)",
-)
-register_model(
-    "resnet110_paper",
-    functools.partial(BottleneckResNet, (3, 4, 26, 3)),
-    description="the paper's 'ResNet-110' (bottleneck [3,4,26,3], 64-512 channels), not He et al.'s thin one",
-    label="ResNet-110",
-)
-register_model(
-    "wrn26_10",
-    functools.partial(WideResNet, 26, 10),
-    description="Wide-ResNet-26-10 (Zagoruyko & Komodakis)",
-    label="WRN-26-10",
-)
-register_model(
-    "densenet121",
-    functools.partial(DenseNet, (6, 12, 24, 16), 32),
-    description="DenseNet-121 (growth 32, blocks [6,12,24,16], compression 0.5) with a 3x3 CIFAR stem",
-    label="DenseNet-121",
-)
+for _name, _factory, _label, _description in (
+    (
+        "resnet50",
+        functools.partial(BottleneckResNet, (3, 4, 6, 3)),
+        "ResNet-50",
+        "the paper's CIFAR ResNet-50 (bottleneck [3,4,6,3], 64-512 channels, 3x3 stem, no max-pool)",
+    ),
+    (
+        "resnet50_tiny",
+        functools.partial(BottleneckResNet, (3, 4, 6, 3), pool=2),
+        "ResNet-50 (Tiny-ImageNet)",
+        "the paper's Tiny-ImageNet ResNet-50 (as resnet50, final 2x2 average pool: 8192 features)",
+    ),
+    (
+        "resnet110_paper",
+        functools.partial(BottleneckResNet, (3, 4, 26, 3)),
+        "ResNet-110",
+        "the paper's 'ResNet-110' (bottleneck [3,4,26,3], 64-512 channels), not He et al.'s thin one",
+    ),
+    ("wrn26_10", functools.partial(WideResNet, 26, 10), "WRN-26-10", "Wide-ResNet-26-10 (Zagoruyko & Komodakis)"),
+    (
+        "densenet121",
+        functools.partial(DenseNet, (6, 12, 24, 16), 32),
+        "DenseNet-121",
+        "DenseNet-121 (growth 32, blocks [6,12,24,16], compression 0.5) with a 3x3 CIFAR stem",
+    ),
+):
+    register_model(_name, _factory, description=_description, label=_label)
 _TEXT_OPTIONS = {"embeddings": as_is, "vocab_size": as_int, "embedding_dim": as_int, "freeze": as_bool}
 register_model(
     "gpcnn",

@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..engine.runfolder import LOGITS, REPORT, REPORT_MD, RunFolder, reliability_png
 from ..losses import loss_label
 from ..plots import reliability_grid
-from .runfolder import RunFolder, reliability_png
 
 COLUMNS = [
     ("error", "Error %"),
@@ -118,7 +118,7 @@ def report_markdown(report: dict[str, Any], title: str) -> str:
         "Error and calibration errors in %, NLL in nats, Brier score (sum over classes) as a fraction.",
         "",
         *extra_lines(report.get("test_extra")),
-        "![before](reliability_before.png) ![after](reliability_after.png)",
+        f"![before]({reliability_png('before')}) ![after]({reliability_png('after')})",
         "",
     ]
     return "\n".join(lines)
@@ -128,12 +128,12 @@ def write_evaluation(run_dir: str | Path | RunFolder, report: dict[str, Any], ar
     """Write report.json, report.md, reliability_before/after.png and logits.pt; returns the paths."""
     run = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
     run.write_report(report, report_markdown(report, f"Evaluation of {run.path.name}"))
-    paths = [run / "report.json", run / "report.md"]
+    paths = [run / REPORT, run / REPORT_MD]
     label = loss_label(report["loss"], report["loss_options"])
     for when in ("before", "after"):
         title = f"{label}: {when} TS" + (f" (T={arrays['temperature']:.2f})" if when == "after" else "")
         fig = reliability_grid([(title, arrays[f"bins_{when}"], report["test"][when])])
         paths.append(run.save_figure(fig, reliability_png(when)))
     run.write_logits(arrays)
-    paths.append(run / "logits.pt")
+    paths.append(run / LOGITS)
     return paths

@@ -13,7 +13,7 @@ The protocol (the paper's Sec. 5 OOD experiment, extended):
    after dividing by T: AUROC, AUPR-in, AUPR-out, FPR at 95% TPR. For labelled shifted sets of the run's
    own dataset (CIFAR-10-C for a CIFAR-10 run): the calibration summary before and after T.
 
-The numbers are computed here; :mod:`focalcal.engine.ood_report` renders them and writes ``ood.json``
+The numbers are computed here; :mod:`focalcal.evaluation.ood_report` renders them and writes ``ood.json``
 (the report, with the ROC curves thinned to at most :data:`ROC_POINTS` points), ``ood.md`` and
 ``ood_roc_<score>.png`` into the run folder.
 """
@@ -27,14 +27,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..calibration import TemperatureScaling
 from ..data import DATASET_FACTS
 from ..data.ood import check_disjoint, load_ood_sets
+from ..engine.runfolder import LOGITS, RunFolder
+from ..engine.trainer import prepare_data
 from ..errors import CheckpointError, InputError
+from ..eval_settings import EvalSettings, resolve_settings
 from ..metrics.ood import SCORES, ood_metrics, ood_roc_curve, ood_scores
-from .evaluate import LoadedRun, load_run, run_logits, summary, with_eval_batch
-from .runfolder import RunFolder
-from .trainer import prepare_data
+from .evaluate import LoadedRun, load_run, run_logits, with_eval_batch
 
 STAGES = ("before", "after")
 #: ROC curves are stored in ood.json thinned to at most this many points (for the comparison figures).
@@ -50,23 +50,20 @@ CONVENTION = (
 def _saved_logits(run: RunFolder, loaded: LoadedRun) -> tuple[dict[str, torch.Tensor] | None, str]:
     """``logits.pt`` if it belongs to the checkpoint in use, with a note on why it was (not) used."""
     if not run.has_logits():
-        return None, "computed (logits.pt absent)"
-    if (run / "logits.pt").stat().st_mtime < loaded.checkpoint.stat().st_mtime:
-        return None, f"computed (logits.pt is older than {loaded.checkpoint.name})"
+        return None, f"computed ({LOGITS} absent)"
+    if (run / LOGITS).stat().st_mtime < loaded.checkpoint.stat().st_mtime:
+        return None, f"computed ({LOGITS} is older than {loaded.checkpoint.name})"
     try:
         saved = run.read_logits()
     except CheckpointError as exc:
         return None, f"computed ({exc})"
     if saved["test_logits"].shape[1] != len(loaded.classes):
-        return None, f"computed (logits.pt does not have {len(loaded.classes)} classes)"
-    return saved, "logits.pt"
+        return None, f"computed ({LOGITS} does not have {len(loaded.classes)} classes)"
+    return saved, str(LOGITS)
 
 
-def _summaries(logits: torch.Tensor, labels: torch.Tensor, t: float, n_bins: int, closed: str) -> dict[str, Any]:
-    return {
-        "before": summary(logits, labels, n_bins=n_bins, bin_closed=closed),
-        "after": summary(logits / t, labels, n_bins=n_bins, bin_closed=closed),
-    }
+def _summaries(logits: torch.Tensor, labels: torch.Tensor, t: float, settings: EvalSettings) -> dict[str, Any]:
+    return {"before": settings.summary(logits, labels), "after": settings.summary(logits / t, labels)}
 
 
 def _thin(curve: tuple[np.ndarray, np.ndarray]) -> dict[str, list[float]]:
@@ -104,7 +101,7 @@ def score_run(
             ``["fashion_mnist", "cifar10c:gaussian_noise:5"]``.
         data_dir: data root overriding the run's (used for the run's splits and for the OOD sets).
         device: ``auto``, ``cpu``, ``cuda``...
-        n_bins: calibration bins (default: the run's, 15).
+        n_bins: calibration bins (default: the run's).
         ts_method: ``"nll"`` or ``"ece_grid"``; default: the run's (as ``focalcal evaluate``).
         seed: seed of the corruptions and of ``max_images`` subsets.
         max_images: score at most this many images of each OOD set (a seeded subset).
@@ -130,7 +127,10 @@ def score_run(
     if unknown or not scores:
         raise InputError(f"unknown or no OOD scores {unknown}; choose from {', '.join(SCORES)}")
     folder = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
-    run = with_eval_batch(load_run(folder, device=device), eval_batch_size)
+    run = load_run(folder, device=device)
+    # the run's bins and bin rule; n_bins, ts_method and the batch as given (None: the run's)
+    settings = resolve_settings(run.config, n_bins=n_bins, ts_method=ts_method, eval_batch_size=eval_batch_size)
+    run = with_eval_batch(run, settings.eval_batch_size)
     if run.modality is not None and run.modality.name != "images":
         raise InputError(
             f"{folder.path} was trained on {run.modality.name} ({run.config.dataset}); the OOD and shifted sets are "
@@ -139,9 +139,6 @@ def score_run(
     if run.note:
         say(f"note: {run.note}")
     config = run.config if data_dir is None else run.config.replace(data_dir=data_dir)
-    n_bins = config.n_bins if n_bins is None else n_bins
-    ts_method = ts_method or config.ts_method
-    closed = config.bin_closed
 
     saved, source = _saved_logits(folder, run)
     facts = DATASET_FACTS.get(config.dataset)
@@ -172,9 +169,7 @@ def score_run(
             "test_logits": run_logits(run, data.test_images, data.test_labels),
             "test_labels": data.test_labels,
         }
-    scaler = TemperatureScaling(method=ts_method, n_bins=n_bins, closed=closed).fit(
-        saved["val_logits"], saved["val_labels"]
-    )
+    scaler = settings.temperature().fit(saved["val_logits"], saved["val_labels"])
     t = float(scaler.temperature)
     test_logits, test_labels = saved["test_logits"], saved["test_labels"]
     id_scores = {"before": ood_scores(test_logits, scores), "after": ood_scores(scaler.transform(test_logits), scores)}
@@ -190,9 +185,9 @@ def score_run(
         "convention": CONVENTION,
         "units": "fractions (auroc, aupr_in, aupr_out, fpr_at_95_tpr, error, ece, ...); nll and entropy in nats",
         "scores": list(scores),
-        "n_bins": n_bins,
-        "bin_closed": closed,
-        "ts_method": ts_method,
+        "n_bins": settings.n_bins,
+        "bin_closed": settings.bin_closed,
+        "ts_method": settings.ts_method,
         "temperature": t,
         "n_val": int(saved["val_labels"].shape[0]),
         "logits_source": source,
@@ -201,7 +196,7 @@ def score_run(
         "in_distribution": {
             "name": f"{config.dataset} test split",
             "n": int(test_labels.shape[0]),
-            "calibration": _summaries(test_logits, test_labels, t, n_bins, closed),
+            "calibration": _summaries(test_logits, test_labels, t, settings),
             "mean_scores": {s: _mean_scores(id_scores[s]) for s in STAGES},
         },
         "sets": {},
@@ -221,7 +216,7 @@ def score_run(
         }
         same_classes = ood.label_dataset == config.dataset
         if ood.labels is not None and same_classes and int(ood.labels.max()) < len(run.classes):
-            entry["calibration"] = _summaries(logits, ood.labels, t, n_bins, closed)
+            entry["calibration"] = _summaries(logits, ood.labels, t, settings)
         curves[ood.name] = {
             s: {st: ood_roc_curve(id_scores[st][s], out_scores[st][s]) for st in STAGES} for s in scores
         }

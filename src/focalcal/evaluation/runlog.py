@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from ..engine.runfolder import CONFIG, LOG, LOGITS, REPORT, RunFolder
 from ..errors import CheckpointError, InputError
+from ..eval_settings import resolve_settings
 from ..losses import loss_label
-from ..metrics import calibration_summary, reliability_bins
-from .runfolder import CONFIG, LOG, RunFolder
 
 # per-epoch statistics of Fig. 2, on the un-augmented train subset (``train_eval_``) and the test split
 _DYN_STATS = (
@@ -140,7 +140,7 @@ def require_columns(runs: Iterable[RunLog], keys: Sequence[str], why: str) -> No
     for run in runs:
         missing = [k for k in keys if not run.has(k)]
         if missing:
-            raise InputError(f"run {run.path} has no {', '.join(missing)} in its log.jsonl ({why})")
+            raise InputError(f"run {run.path} has no {', '.join(missing)} in its {LOG} ({why})")
 
 
 def epoch_rows(runs: Iterable[RunLog], columns: Sequence[str]) -> list[dict[str, Any]]:
@@ -191,9 +191,10 @@ def read_reliability(run: RunLog | str | Path, *, n_bins: int | None = None) -> 
 
     Args:
         run: a :class:`RunLog` (its label is kept) or a run folder.
-        n_bins: equal-width bins; default the report's ``n_bins``.
+        n_bins: equal-width bins; default the report's ``n_bins`` (bin rule: the report's ``bin_closed``).
 
     Raises:
+        InputError: ``n_bins`` is not a whole number >= 1.
         FileNotFoundError: no ``logits.pt`` / ``report.json`` (run ``focalcal evaluate RUN`` first).
         CheckpointError: a damaged ``report.json`` or ``logits.pt`` (named), or a temperature that is not positive.
     """
@@ -202,7 +203,7 @@ def read_reliability(run: RunLog | str | Path, *, n_bins: int | None = None) -> 
     folder = RunFolder(run.path)
     if not (folder.has_report() and folder.has_logits()):
         raise FileNotFoundError(
-            f"{run.path} has no report.json / logits.pt; evaluate the run with "
+            f"{run.path} has no {REPORT} / {LOGITS}; evaluate the run with "
             f"`focalcal evaluate {run.path}` first (the plot reads its saved logits)"
         )
     report = folder.read_report()
@@ -210,28 +211,19 @@ def read_reliability(run: RunLog | str | Path, *, n_bins: int | None = None) -> 
     try:
         method = report["ts_method"]
         t = float(report["temperature"][method]["value"])
+        stored = resolve_settings(report)  # the report's bins and bin rule (older reports: the defaults)
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(
-            f"{run.path / 'report.json'} is damaged (missing or malformed entry: {exc}); evaluate the run again "
+            f"{run.path / REPORT} is damaged (missing or malformed entry: {exc}); evaluate the run again "
             f"(`focalcal evaluate {run.path}`)"
         ) from None
     if not (math.isfinite(t) and t > 0):
-        raise CheckpointError(f"{run.path / 'report.json'}: temperature {t} of method {method!r} is not positive")
-    bins = int(report.get("n_bins", 15) if n_bins is None else n_bins)
-    closed = report.get("bin_closed", "left")
+        raise CheckpointError(f"{run.path / REPORT}: temperature {t} of method {method!r} is not positive")
+    settings = resolve_settings(stored, n_bins=n_bins)
     logits, labels = saved["test_logits"].float(), saved["test_labels"]
-    scaled = logits / t
-    kw = {"labels": labels, "n_bins": bins, "closed": closed}
-    return Reliability(
-        run.path,
-        run.label,
-        t,
-        method,
-        reliability_bins(logits=logits, **kw),
-        reliability_bins(logits=scaled, **kw),
-        calibration_summary(logits=logits, **kw),
-        calibration_summary(logits=scaled, **kw),
-    )
+    metrics_before, before = settings.summary_and_bins(logits, labels)  # one pass per stage
+    metrics_after, after = settings.summary_and_bins(logits / t, labels)
+    return Reliability(run.path, run.label, t, method, before, after, metrics_before, metrics_after)
 
 
 def reliability_rows(items: Iterable[Reliability]) -> list[dict[str, Any]]:

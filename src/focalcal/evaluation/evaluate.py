@@ -15,19 +15,17 @@ from typing import Any
 
 import torch
 
-from ..calibration import TemperatureScaling
 from ..data import DataSplits, Modality, modality_from_state
-from ..errors import DataError
-from ..metrics import calibration_summary, reliability_bins
+from ..engine.config import TrainConfig
+from ..engine.device import resolve_device
+from ..engine.distributed import DistInfo, init_from_env
+from ..engine.precision import eval_channels_last
+from ..engine.runfolder import RunFolder
+from ..engine.trainer import predict_logits, prepare_data
+from ..errors import DataError, InputError
+from ..eval_settings import EvalSettings, resolve_settings
 from ..models import build_model
-from .config import TrainConfig
-from .device import resolve_device
-from .distributed import DistInfo, init_from_env
-from .precision import eval_channels_last
-from .runfolder import RunFolder
-from .trainer import predict_logits, prepare_data
 
-TS_METHODS = ("nll", "ece_grid")
 UNITS = "fractions (error, ece, adaptive_ece, classwise_ece, mce, brier); nll in nats"
 
 
@@ -190,11 +188,6 @@ def _round(values) -> str:
     return "(" + ", ".join(f"{v:.4f}" for v in values) + ")"
 
 
-def summary(logits: torch.Tensor, labels: torch.Tensor, *, n_bins: int, bin_closed: str) -> dict[str, float]:
-    """:func:`~focalcal.metrics.calibration_summary` with the run's binning."""
-    return calibration_summary(logits=logits, labels=labels, n_bins=n_bins, closed=bin_closed)
-
-
 def evaluate(
     run: LoadedRun,
     data: DataSplits,
@@ -204,11 +197,14 @@ def evaluate(
     bin_closed: str | None = None,
     dist: DistInfo | None = None,
     where: str | None = None,
+    settings: EvalSettings | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Compute the evaluation numbers (defaults: the run's ``n_bins``, ``ts_method`` and ``bin_closed``);
-    ``where``: the data's location, for the refusal's message.
+    """Compute the evaluation numbers with ``settings`` (default: :func:`~focalcal.eval_settings.
+    resolve_settings` of the run's config and the overrides ``n_bins``, ``ts_method`` and ``bin_closed``, ``None``
+    keeping the run's); ``where``: the data's location, for the refusal's message.
 
     Raises:
+        InputError: an invalid setting, or ``settings`` given with overrides.
         DataError: ``data`` is not the data the run was trained on (:func:`check_same_data`), before anything
             is computed.
 
@@ -216,25 +212,29 @@ def evaluate(
         ``(report, arrays)``: ``report`` is JSON-able (all metrics as fractions; the content of
         ``report.json``), ``arrays`` holds the logits and ``BinStats`` for plotting.
     """
+    if settings is None:
+        settings = resolve_settings(run.config, n_bins=n_bins, ts_method=ts_method, bin_closed=bin_closed)
+    elif (n_bins, ts_method, bin_closed) != (None, None, None):
+        raise InputError("pass either settings or the overrides n_bins / ts_method / bin_closed, not both")
     fingerprint = check_same_data(run, data, where)
     cfg = run.config
-    n_bins = cfg.n_bins if n_bins is None else n_bins
-    ts_method = ts_method or cfg.ts_method
-    bin_closed = bin_closed or cfg.bin_closed
+    s = settings
     val_logits = run_logits(run, data.val_inputs, data.val_labels, dist=dist)
     test_logits = run_logits(run, data.test_inputs, data.test_labels, dist=dist)
     train_logits = run_logits(run, data.train_inputs, data.train_labels, dist=dist)
     val_y, test_y = data.val_labels, data.test_labels
     modality = run.modality or data.modality
 
-    methods = [ts_method] + [m for m in TS_METHODS if m != ts_method]
-    scalers = {
-        m: TemperatureScaling(method=m, n_bins=n_bins, closed=bin_closed).fit(val_logits, val_y) for m in methods
+    scalers = {m: s.temperature(m).fit(val_logits, val_y) for m in s.ts_methods}  # the main one first
+    main = scalers[s.ts_method]
+    on = s.summary
+    # each test pass once: the summary and the reliability bins of the same logits come from one scan
+    test_after_logits = main.transform(test_logits)
+    test_before, bins_before = s.summary_and_bins(test_logits, test_y)
+    test_after, bins_after = s.summary_and_bins(test_after_logits, test_y)
+    after_by_method = {
+        m: test_after if m == s.ts_method else on(c.transform(test_logits), test_y) for m, c in scalers.items()
     }
-    main = scalers[ts_method]
-
-    def on(logits, labels):
-        return summary(logits, labels, n_bins=n_bins, bin_closed=bin_closed)
 
     report: dict[str, Any] = {
         "dataset": cfg.dataset,
@@ -246,20 +246,19 @@ def evaluate(
         "epochs": cfg.epochs,
         "checkpoint": run.checkpoint.name if run.checkpoint else None,
         "training_precision": run.precision,  # evaluation itself is always float32
-        "n_bins": n_bins,
-        "bin_closed": bin_closed,
-        "binning": "equal-width bins "
-        + ("[lo, hi) (torchmetrics)" if bin_closed == "left" else "(lo, hi] (the authors' code)"),
+        "n_bins": s.n_bins,
+        "bin_closed": s.bin_closed,
+        "binning": s.binning,
         "n_train": int(data.train_labels.shape[0]),
         "n_val": int(val_y.shape[0]),
         "n_test": int(test_y.shape[0]),
         "units": UNITS,
         "temperature": {
-            m: {"value": s.temperature, "converged": s.converged, "at_bound": s.at_bound} for m, s in scalers.items()
+            m: {"value": c.temperature, "converged": c.converged, "at_bound": c.at_bound} for m, c in scalers.items()
         },
-        "ts_method": ts_method,
-        "test": {"before": on(test_logits, test_y), "after": on(main.transform(test_logits), test_y)},
-        "test_after_by_method": {m: on(s.transform(test_logits), test_y) for m, s in scalers.items()},
+        "ts_method": s.ts_method,
+        "test": {"before": test_before, "after": test_after},
+        "test_after_by_method": after_by_method,
         "val": {"before": on(val_logits, val_y), "after": on(main.transform(val_logits), val_y)},
         "train": on(train_logits, data.train_labels),  # un-augmented: the train accuracy reached is 1 - error
         "samples": modality.noun,
@@ -280,8 +279,8 @@ def evaluate(
         batch_size=cfg.resolved_eval_batch(run.device),
         device=run.device,
         temperature=float(main.temperature),
-        n_bins=n_bins,
-        bin_closed=bin_closed,
+        n_bins=s.n_bins,
+        bin_closed=s.bin_closed,
         val=(data.val_inputs, val_y),
     )
     if extra:  # a data set's own metrics of the test split (binary SST: the paper's confidence), each labelled
@@ -292,10 +291,8 @@ def evaluate(
         "test_logits": test_logits,
         "test_labels": test_y,
         "temperature": main.temperature,
-        "bins_before": reliability_bins(logits=test_logits, labels=test_y, n_bins=n_bins, closed=bin_closed),
-        "bins_after": reliability_bins(
-            logits=main.transform(test_logits), labels=test_y, n_bins=n_bins, closed=bin_closed
-        ),
+        "bins_before": bins_before,
+        "bins_after": bins_after,
     }
     return report, arrays
 
@@ -316,12 +313,19 @@ def evaluate_run(
     ``eval_batch_size`` its evaluation batch (speed and memory only: the numbers do not depend on it).
 
     Under ``torchrun`` every rank must call it (each computes its shard); every rank gets the report.
+
+    Raises:
+        InputError: an invalid setting (before any data is read); see also :func:`evaluate`.
     """
     dev = resolve_device(device)
     dist = init_from_env(dev.type)
     if dist.enabled and dev.type == "cuda":  # one GPU per process, as in training
         dev = torch.device("cuda", dist.local_rank)
-    run = with_eval_batch(load_run(run_dir, device=str(dev)), eval_batch_size)
+    run = load_run(run_dir, device=str(dev))
+    settings = resolve_settings(
+        run.config, n_bins=n_bins, ts_method=ts_method, bin_closed=bin_closed, eval_batch_size=eval_batch_size
+    )
+    run = with_eval_batch(run, settings.eval_batch_size)
     if run.note and echo:
         echo(f"note: {run.note}")
     where = None
@@ -329,4 +333,4 @@ def evaluate_run(
         cfg = run.config if data_dir is None else run.config.replace(data_dir=data_dir)
         where = cfg.data_dir
         data = prepare_data(cfg, word_vectors=False)  # the model's word vectors are in its checkpoint
-    return evaluate(run, data, n_bins=n_bins, ts_method=ts_method, bin_closed=bin_closed, dist=dist, where=where)
+    return evaluate(run, data, settings=settings, dist=dist, where=where)

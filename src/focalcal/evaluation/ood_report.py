@@ -1,4 +1,4 @@
-"""Render an OOD report (:func:`focalcal.engine.ood.score_run`) as Markdown and ROC figures, and write them
+"""Render an OOD report (:func:`focalcal.evaluation.ood.score_run`) as Markdown and ROC figures, and write them
 into the run folder (``ood.json``, ``ood.md``, ``ood_roc_<score>.png``)."""
 
 from __future__ import annotations
@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..engine.runfolder import OOD, OOD_MD, RunFolder, ood_roc_png
 from ..losses import loss_label
 from ..metrics.ood import TPR_LEVEL
 from ..plots.roc import roc_grid
 from .ood import STAGES
 from .report import markdown_table
-from .runfolder import RunFolder, ood_roc_png
 
 
 def _pct(x: float) -> str:
@@ -78,7 +78,7 @@ def write_ood(run_dir: str | Path | RunFolder, report: dict[str, Any], arrays: d
     """Write ``ood.json``, ``ood.md`` and ``ood_roc_<score>.png`` into the run folder; returns the paths."""
     run = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
     run.write_ood(report, ood_markdown(report, f"OOD and dataset-shift evaluation of {run.path.name}"))
-    paths = [run / "ood.json", run / "ood.md"]
+    paths = [run / OOD, run / OOD_MD]
     t = report["temperature"]
     label = loss_label(report["loss"], report["loss_options"])
     for score in report["scores"]:
