@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 from pathlib import Path
@@ -9,6 +10,14 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `pytest -n N` (pytest-xdist): one torch thread per worker process and per command the tests start, so that
+    # N workers on N cores do not oversubscribe them
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def cifar10_root() -> Path:
@@ -23,17 +32,39 @@ def cifar10_root() -> Path:
     )
 
 
-@pytest.fixture(scope="session")
-def cifar_root() -> Path:
-    return cifar10_root()
+@pytest.fixture(scope="session", autouse=True)
+def _session_cache(tmp_path_factory) -> Path:
+    """``$FOCALCAL_CACHE`` for the whole session, set before any fixture of any scope runs (so module-scoped
+    ones too keep decoded images and precision measurements out of the user's ~/.cache), and shared by the
+    workers of ``pytest -n N`` (every write to it is atomic)."""
+    base = tmp_path_factory.getbasetemp()
+    cache = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "cache"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FOCALCAL_CACHE", str(cache))
+        yield cache
 
 
 @pytest.fixture(scope="session")
-def cifar_subset_root(tmp_path_factory, cifar_root) -> Path:
+def cifar_root(_session_cache) -> Path:
+    """The real CIFAR-10's data root, its 60,000 images decoded into the session's cache on first use (by one
+    worker, the others wait: decoding takes ~15 s of a core)."""
+    from focalcal.data import load_dataset
+
+    root = cifar10_root()
+    _session_cache.mkdir(parents=True, exist_ok=True)
+    with open(_session_cache / ".cifar10.lock", "w") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        load_dataset("cifar10", root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def cifar_subset_root(tmp_path_factory) -> Path:
     """A small real CIFAR-10 copy: 60 train and 20 test PNGs per class, in the same image-folder layout."""
     root = tmp_path_factory.mktemp("cifar_subset")
+    full = cifar10_root()
     for split, n in (("train", 60), ("test", 20)):
-        for cls_dir in sorted((cifar_root / "cifar10" / split).iterdir()):
+        for cls_dir in sorted((full / "cifar10" / split).iterdir()):
             dst = root / "cifar10" / split / cls_dir.name
             dst.mkdir(parents=True)
             for f in sorted(cls_dir.iterdir())[:n]:
@@ -42,9 +73,21 @@ def cifar_subset_root(tmp_path_factory, cifar_root) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Keep decoded-image caches of tests out of the user's ~/.cache."""
-    monkeypatch.setenv("FOCALCAL_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+def _isolated_cache(_session_cache, monkeypatch):
+    """Keep decoded-image caches of tests out of the user's ~/.cache (a test that changed it gets it back)."""
+    monkeypatch.setenv("FOCALCAL_CACHE", str(_session_cache))
+
+
+@pytest.fixture
+def quick_precision(monkeypatch):
+    """The CPU precision measurements (``focalcal.engine.precision``: training setting and evaluation layout)
+    with one warm-up step and one timed round per candidate instead of 2 and 5: their code runs in full, for a
+    test that needs them to run but not to time well (they pick a run's speed; the tests using this fixture
+    assert nothing that depends on the pick)."""
+    from focalcal.engine import precision
+
+    monkeypatch.setattr(precision, "WARMUP", 1)
+    monkeypatch.setattr(precision, "STEPS", 1)
 
 
 def tiny_train_args(data_root: Path, out: Path, **overrides: str) -> list[str]:

@@ -1,6 +1,7 @@
 """The GPU check's tiny CPU mode runs end to end (so that the script is ready the day a GPU is lent)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ def test_gpu_check_tiny_mode_prints_every_section(cifar_root, tmp_path):
         capture_output=True,
         text=True,
         timeout=600,
+        env={**os.environ, "FOCALCAL_DATA": str(cifar_root)},  # the real CIFAR-10, wherever pytest was started
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     report = json.loads((tmp_path / "gpu_check.json").read_text())

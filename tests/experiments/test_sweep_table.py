@@ -1,6 +1,7 @@
 """Sweeps (skip, resume, survive SIGKILL, submitit), DDP evaluation, tables and preset smoke steps."""
 
 import csv
+import importlib.util
 import json
 import math
 import os
@@ -27,7 +28,7 @@ TINY = [
     "--set",
     "test_size=100",
     "--set",
-    "epochs=4",
+    "epochs=3",
     "--set",
     "dynamics_train_size=32",
     "--set",
@@ -67,14 +68,26 @@ def _table_csv(out, root):
     return list(csv.DictReader(open(out / "table.csv")))
 
 
-def test_a_killed_sweep_resumes_to_the_same_table(cifar_root, tmp_path):
-    ref = tmp_path / "ref"
-    assert subprocess.run(_sweep_cmd(ref, cifar_root), capture_output=True).returncode == 0
+@pytest.fixture(scope="session")  # session: built once per worker, not again when its module is revisited
+def reference_sweep(cifar_root, tmp_path_factory):
+    """The uninterrupted sweep of CE and FL-3 (TINY), run once for both tests below: through submitit's local
+    launcher where submitit is installed (one of them checks that launcher, the other compares a killed and
+    resumed sweep's table with this one's), else through the default one."""
+    out = tmp_path_factory.mktemp("reference_sweep")
+    extra = ["--launcher", "submitit-local"] if importlib.util.find_spec("submitit") else []
+    proc = subprocess.run(_sweep_cmd(out, cifar_root, *extra), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return out
+
+
+@pytest.mark.xdist_group("reference_sweep")
+def test_a_killed_sweep_resumes_to_the_same_table(reference_sweep, cifar_root, tmp_path):
+    ref = reference_sweep
     run = tmp_path / "run"
     proc = subprocess.Popen(_sweep_cmd(run, cifar_root), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     second = run / "cifar10" / "resnet20" / "fl3" / "seed1"
     deadline = time.time() + 600
-    while time.time() < deadline:  # wait until the first run is done and the second has finished two epochs
+    while time.time() < deadline:  # wait until the first run is done and the second has finished 2 of 3 epochs
         log = second / "log.jsonl"
         if log.is_file() and len(log.read_text().splitlines()) >= 2:
             break
@@ -104,14 +117,12 @@ def test_dry_run_lists_what_each_job_needs(cifar_root, tmp_path, capsys):
     assert out.count("new") == 2 and "train --preset" in out and "ood" in out
 
 
-def test_the_submitit_local_launcher_runs_the_same_jobs(cifar_root, tmp_path):
+@pytest.mark.xdist_group("reference_sweep")
+def test_the_submitit_local_launcher_runs_the_same_jobs(reference_sweep):
     pytest.importorskip("submitit")
-    cmd = _sweep_cmd(tmp_path, cifar_root, "--launcher", "submitit-local")
-    cmd[cmd.index("loss=ce,fl3")] = "loss=ce"
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert (tmp_path / "cifar10" / "resnet20" / "ce" / "seed1" / "report.json").is_file()
-    assert list((tmp_path / "submitit").rglob("*_result.pkl"))  # submitit ran it as a job
+    for loss in ("ce", "fl3"):
+        assert (reference_sweep / "cifar10" / "resnet20" / loss / "seed1" / "report.json").is_file()
+    assert len(list((reference_sweep / "submitit").rglob("*_result.pkl"))) == 2  # submitit ran them as jobs
 
 
 def test_ddp_evaluation_sees_every_test_sample_once(cifar_subset_root, train_args, tmp_path):
@@ -211,7 +222,9 @@ def test_a_one_run_cell_gets_a_bootstrap_interval_from_its_logits(train_args, tm
 
 # -- presets: every paper network takes a real step on real CIFAR-10 ----------------------------------
 @pytest.mark.parametrize("model", ["densenet121", "resnet110_paper", "wrn26_10", "resnet50"])
-def test_paper_presets_take_a_real_step(cifar_root, tmp_path, model):
+def test_paper_presets_take_a_real_step(cifar_root, tmp_path, model, quick_precision):
+    """(The evaluation layout's measurement, a forward pass of the network on 64 images in each layout, was
+    most of this test's time: ``quick_precision`` runs it once per layout after its warm-up, not five times.)"""
     from focalcal.engine import Trainer
 
     cfg = experiment(f"paper_cifar/cifar10/{model}/flsd53").train_config(

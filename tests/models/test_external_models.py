@@ -177,7 +177,7 @@ def test_without_timm_the_message_names_the_extra(monkeypatch):
 
 
 @needs_timm
-def test_timm_resnet18_trains_one_epoch_on_real_cifar10(cifar_subset_root, tmp_path):
+def test_timm_resnet18_trains_one_epoch_on_real_cifar10(cifar_subset_root, tmp_path, quick_precision):
     data = load_dataset("imagefolder", cifar_subset_root / "cifar10", cache_dir=None)  # 600 + 200 real images
     splits = make_splits(data, train_size=256, val_size=64, test_size=64)
     config = TrainConfig(
