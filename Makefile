@@ -36,7 +36,7 @@ claims: setup
 	$(BIN)/focalcal claims runs/cpu --out docs/claims --overwrite
 
 # The paper's text experiments beside its published numbers (docs/reproduction/text.md), 3 seeds each:
-# SST Binary (27 runs, about 4-5 minutes each on 2 CPU cores), then 20 Newsgroups (27 runs, about 70 minutes
+# SST Binary (27 runs, about 4-5 minutes each on 2 CPU cores), then 20 Newsgroups (27 runs, about 20 minutes
 # each). Resumable: run it again to continue; REPRO_TEXT=sst2 runs only SST.
 REPRO_TEXT ?= sst2,20newsgroups
 reproduce-text: setup

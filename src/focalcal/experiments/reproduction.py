@@ -322,6 +322,9 @@ def text_page(tables: Tables, *, not_run: dict[str, str] | None = None) -> str:
                 "",
             ]
         parts += [_table_markdown(rows, paper_conf), ""]
+        missing = [loss for loss in entry.get("losses", {}) if loss not in {paper_label(r["loss"]) for r in rows}]
+        if missing:
+            parts += [f"Not run yet: {', '.join(missing)} (`make reproduce-text` runs them; resumable).", ""]
     claims = text_claims(tables)
     parts += ["## The paper's text claims", ""]
     if not claims:
