@@ -23,6 +23,7 @@ from focalcal.engine.device import cpu_has_native_bf16
 from focalcal.engine.dynamics import split_nll_entropy
 from focalcal.engine.precision import eval_channels_last
 from focalcal.engine.trainer import predict_logits
+from focalcal.eval_settings import resolve_settings
 from focalcal.evaluation.evaluate import load_run
 from focalcal.metrics import calibration_summary
 
@@ -59,7 +60,7 @@ def main() -> None:
         loader = DeviceLoader(
             images,
             labels,
-            batch_size=run.config.resolved_eval_batch(run.device),
+            batch_size=resolve_settings(run.config).batch(run.device),
             mean=run.mean,
             std=run.std,
             device=run.device,

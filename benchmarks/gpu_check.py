@@ -40,6 +40,7 @@ from train_throughput import baseline_timer, engine_timer, flops_per_image, get_
 
 from focalcal.data import DataError
 from focalcal.engine.device import default_eval_batch, resolve_device
+from focalcal.evaluation.report import main_temperature
 
 PAPER_MODELS = ("resnet50", "resnet110_paper", "wrn26_10", "densenet121")
 PAPER_EPOCHS, PAPER_TRAIN, PAPER_LOSSES = 350, 45_000, 6
@@ -187,7 +188,7 @@ def section_real_run(device: torch.device, model: str, seconds: float, epoch_sec
                 "error": b["error"],
                 "ece_before": b["ece"],
                 "ece_after": a["ece"],
-                "temperature": rep["temperature"][rep["ts_method"]]["value"],
+                "temperature": main_temperature(rep),
                 "ts_method": rep["ts_method"],
             }
         )

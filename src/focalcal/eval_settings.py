@@ -7,7 +7,9 @@ its ``config.json`` (:class:`~focalcal.engine.TrainConfig`) and its ``report.jso
 them for one evaluation. :func:`resolve_settings` takes the run's values and the overrides (``None``: the
 run's) and returns an :class:`EvalSettings`, validated once; the trainer's per-epoch validation
 (``log.jsonl``), ``focalcal evaluate``, ``focalcal ood``, the reliability diagrams and the tables all take
-their settings, and their metrics, from it.
+their settings, and their metrics, from it. What comes after a run's evaluation (``focalcal ood``, the
+reliability diagrams, the tables) takes the run's settings from :func:`run_settings`: its ``report.json``'s when
+it has one (with the overrides ``focalcal evaluate`` was given), else its ``config.json``'s.
 
 >>> s = resolve_settings({"n_bins": 10, "bin_closed": "right"}, ts_method="ece_grid")
 >>> s.n_bins, s.bin_closed, s.ts_method, s.ts_methods
@@ -23,7 +25,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import torch
 
 from .calibration import TemperatureScaling
 from .defaults import BIN_CLOSED, N_BINS, TS_METHOD, TS_METHODS
@@ -84,6 +89,13 @@ class EvalSettings:
         """``(self.summary(...), self.bins(...))`` from one pass over the scores (the same numbers)."""
         return calibration_summary_and_bins(logits=logits, labels=labels, n_bins=self.n_bins, closed=self.bin_closed)
 
+    def batch(self, device: torch.device | str) -> int:
+        """The inference batch on ``device``: :attr:`eval_batch_size`, else the device's default
+        (:func:`~focalcal.engine.device.default_eval_batch`: 1024 on CUDA, 64 on a CPU); speed and memory only."""
+        from .engine.device import default_eval_batch  # here: the engine imports this module
+
+        return self.eval_batch_size or default_eval_batch(torch.device(device))
+
     def temperature(self, method: str | None = None) -> TemperatureScaling:
         """An unfitted :class:`~focalcal.calibration.TemperatureScaling` (``method``: default the main one) with
         these bins (the ``ece_grid`` fit's ECE)."""
@@ -139,3 +151,54 @@ def resolve_settings(
     if problems:
         raise InputError("invalid evaluation settings: " + "; ".join(problems))
     return EvalSettings(**values)
+
+
+def run_settings(
+    run: str | Path | Any = None,
+    *,
+    report: Mapping[str, Any] | None = None,
+    config: Any = None,
+    n_bins: int | None = None,
+    bin_closed: str | None = None,
+    ts_method: str | None = None,
+    eval_batch_size: int | None = None,
+) -> EvalSettings:
+    """The evaluation settings of a trained run, for everything after its evaluation (``focalcal ood``, the
+    reliability diagrams, the tables): its ``report.json``'s ``n_bins``, ``bin_closed`` and ``ts_method`` when it
+    has a report (what ``focalcal evaluate`` used, its overrides included; keys an older report lacks take the
+    defaults), else its ``config.json``'s; the inference batch, which reports do not record, is always the
+    configuration's. Then the overrides, as :func:`resolve_settings`.
+
+    >>> run_settings(report={"n_bins": 7, "ts_method": "ece_grid"}, config={"n_bins": 15, "eval_batch_size": 8})
+    EvalSettings(n_bins=7, bin_closed='left', ts_method='ece_grid', eval_batch_size=8)
+
+    Args:
+        run: the run folder (a path or :class:`~focalcal.engine.RunFolder`): its ``report.json`` (when present) and
+            ``config.json`` are read, each unless given below; ``None``: only ``report`` and ``config``.
+        report: the run's ``report.json``, already read (``None``: read from ``run`` when it has one).
+        config: the run's configuration, already read: ``config.json`` as a mapping or its
+            :class:`~focalcal.engine.TrainConfig` (``None``: read from ``run``).
+        n_bins, bin_closed, ts_method, eval_batch_size: overrides; ``None`` keeps the run's.
+
+    Returns:
+        :class:`EvalSettings`.
+
+    Raises:
+        InputError: an invalid setting, given or stored (as :func:`resolve_settings` says it).
+        CheckpointError: the run's ``report.json`` or ``config.json`` cannot be read (it names the file).
+    """
+    if run is not None:
+        from .engine.runfolder import RunFolder  # here: the engine imports this module
+
+        folder = run if isinstance(run, RunFolder) else RunFolder(run)
+        if report is None and folder.has_report():
+            report = folder.read_report()
+        if config is None and folder.has_config():
+            config = folder.read_config()
+    stored = _stored(config)
+    if report is not None:  # the report's bins, bin rule and temperature method; the configuration's batch
+        batch = {k: v for k, v in stored.items() if k == "eval_batch_size"}
+        stored = {**{k: v for k, v in _stored(report).items() if k != "eval_batch_size"}, **batch}
+    return resolve_settings(
+        stored, n_bins=n_bins, bin_closed=bin_closed, ts_method=ts_method, eval_batch_size=eval_batch_size
+    )

@@ -59,16 +59,33 @@ def as_tensor(x: Any, name: str) -> Tensor:
 
 
 def check_n_bins(n_bins: Any) -> int:
-    """``n_bins`` as an ``int >= 1``."""
-    if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)):
-        raise InputError(f"n_bins must be an integer >= 1; got {n_bins!r} ({type(n_bins).__name__})")
-    if n_bins < 1:
-        raise InputError(f"n_bins must be >= 1; got {n_bins}. Use e.g. n_bins={N_BINS} (the paper's setting)")
+    """``n_bins`` as an ``int >= 1``.
+
+    Raises:
+        InputError: :func:`n_bins_problem`'s one line.
+    """
+    problem = n_bins_problem(n_bins)
+    if problem:
+        raise InputError(problem)
     return int(n_bins)
 
 
 #: The rule every ``n_bins`` setting of a run or a command follows, as its messages state it.
 N_BINS_RULE = f"must be >= 1 (a whole number; the paper uses {N_BINS})"
+
+
+def n_bins_problem(n_bins: Any) -> str | None:
+    """What is wrong with ``n_bins``, in the one wording every check of it uses (metrics, calibrators, a run's
+    settings, ``--n-bins``); ``None`` when it is a whole number >= 1 (``bool`` is not).
+
+    >>> n_bins_problem(0)
+    'n_bins must be >= 1 (a whole number; the paper uses 15); got 0'
+    >>> n_bins_problem(15) is None
+    True
+    """
+    if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
+        return f"n_bins {N_BINS_RULE}; got {n_bins!r}"
+    return None
 
 
 def eval_settings_problems(*, n_bins: Any, bin_closed: Any, ts_method: Any, eval_batch_size: Any = None) -> list[str]:
@@ -82,9 +99,7 @@ def eval_settings_problems(*, n_bins: Any, bin_closed: Any, ts_method: Any, eval
     >>> eval_settings_problems(n_bins=0, bin_closed="left", ts_method="nll")
     ['n_bins must be >= 1 (a whole number; the paper uses 15); got 0']
     """
-    out = []
-    if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
-        out.append(f"n_bins {N_BINS_RULE}; got {n_bins!r}")
+    out = [problem] if (problem := n_bins_problem(n_bins)) else []
     if bin_closed not in BIN_CLOSED_CHOICES:
         out.append(f"bin_closed must be one of {', '.join(BIN_CLOSED_CHOICES)} (got {bin_closed!r})")
     if ts_method not in TS_METHODS:

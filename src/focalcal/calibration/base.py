@@ -26,8 +26,8 @@ from ..errors import InputError
 from ..validation import check_fit_inputs, check_logits
 
 STATE_VERSION = 1
-#: Seconds one pass over one score value takes (a float64 softmax and a binned ECE scan, measured on one core
-#: of a 2-core AMD EPYC at 50 x 100,000 logits); the unit of :meth:`Calibrator.fit_seconds`.
+#: A conservative cost constant, not a timing of any machine: the seconds charged for one pass over one score
+#: value (a float64 softmax and a binned ECE scan on one CPU core); the unit of :meth:`Calibrator.fit_seconds`.
 PASS_SECONDS = 2.5e-8
 
 

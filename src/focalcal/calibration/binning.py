@@ -133,8 +133,9 @@ class IsotonicCalibration(Calibrator):
         return _finish(torch.from_numpy(q).to(z.device), self.min_prob, z.dtype)
 
     def fit_seconds(self, n_rows: int, n_classes: int) -> float:
-        """Estimated seconds of one fit: one scikit-learn isotonic fit per class, about 1 ms each (its fixed
-        cost) plus sorting the ``n_rows`` probabilities (measured on one core of a 2-core AMD EPYC)."""
+        """Estimated seconds of one fit, from conservative cost constants: one scikit-learn isotonic fit per
+        class (a fixed cost plus sorting the ``n_rows`` probabilities) and two passes of
+        :data:`~focalcal.calibration.base.PASS_SECONDS` per score value."""
         return n_classes * (1e-3 + 4e-7 * n_rows) + 2 * PASS_SECONDS * n_rows * n_classes
 
     def _get_state(self) -> dict[str, Any]:

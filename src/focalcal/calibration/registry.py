@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..errors import InputError
-from ..registry import Converter, Entry, Registry, as_bool, as_float, as_int, as_is, as_str
+from ..registry import Converter, Registry, as_bool, as_float, as_int, as_is, as_str
 from .base import Calibrator, Identity
 from .binning import HistogramBinning, IsotonicCalibration
 from .matrix import DirichletCalibration, MatrixScaling, VectorScaling
@@ -66,10 +66,6 @@ def register_calibrator(
 def available_calibrators() -> list[str]:
     """Sorted registry names accepted by :func:`build_calibrator`."""
     return CALIBRATORS.names()
-
-
-def calibrator_entry(name: str) -> Entry:
-    return CALIBRATORS.entry(name)
 
 
 def calibrator_class(name: str) -> type[Calibrator]:

@@ -43,8 +43,6 @@ from .base import PASS_SECONDS, Calibrator
 #: The paper's grid: 0.1 .. 10.0 in steps of 0.1 (exact decimal values).
 PAPER_GRID = tuple(i / 10 for i in range(1, 101))
 
-_METHODS = TS_METHODS
-
 
 def _nll_and_derivatives(dz: Tensor, b: float) -> tuple[float, float, float]:
     """``(g(b), g'(b), g''(b))`` of the mean NLL at inverse temperature ``b`` (float64).
@@ -109,8 +107,8 @@ class TemperatureScaling(Calibrator):
         max_iter: int = 100,
     ) -> None:
         super().__init__()
-        if method not in _METHODS:
-            raise InputError(f"method must be one of {', '.join(map(repr, _METHODS))}; got {method!r}")
+        if method not in TS_METHODS:
+            raise InputError(f"method must be one of {', '.join(map(repr, TS_METHODS))}; got {method!r}")
         if not (0 < t_min < 1 < t_max < math.inf):
             raise InputError(f"need 0 < t_min < 1 < t_max < inf; got t_min={t_min}, t_max={t_max}")
         self.method = method

@@ -14,7 +14,7 @@ from ..atomic import atomic_torch_save, atomic_write_bytes, atomic_write_text
 from ..calibration import Calibrator
 from ..calibration.compare import Candidate, apply_calibrator, compare, default_candidates, markdown, rule_text
 from ..calibration.outputs import KINDS, read_scores, read_val_test
-from ..engine.runfolder import LOGITS
+from ..engine.runfolder import CONFIG, LOGITS, RunFolder, reliability_png
 from ..errors import InputError
 from ..plots import reliability_grid, save_figure
 from .common import add_eval_settings_args, echo
@@ -56,7 +56,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_eval_settings_args(c, defaults="fixed", flags=("n_bins", "bin_closed"))  # no run: the defaults
     c.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the intervals (0: none)")
     c.add_argument("--seed", type=int, default=0, help="seed of the cross-validation folds and the bootstrap")
-    c.add_argument("--out", type=Path, help="output folder (report) or, with --apply, the output file")
+    c.add_argument(
+        "--out", type=Path, help="output folder (report; not a run folder) or, with --apply, the output file"
+    )
     c.add_argument("--apply", metavar="CALIBRATOR.json", help="calibrate --input with this saved calibrator")
     c.add_argument("--input", help="with --apply: the outputs to calibrate (labels not needed)")
     c.set_defaults(func=run)
@@ -124,6 +126,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.out:
         raise InputError("--out FOLDER is needed for the report")
+    if RunFolder(args.out).is_run():  # its reliability diagrams are the run's own, written under its lock
+        raise InputError(
+            f"--out {args.out} is a run folder (it holds {CONFIG}), whose own reliability diagrams the calibration "
+            "report would replace; choose another --out (nothing was written)"
+        )
     if args.n_boot < 0:
         raise InputError(f"--n-boot must be >= 0 (bootstrap resamples; 0: no intervals), got {args.n_boot}")
     val, test = read_val_test(
@@ -162,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
             k: v["estimate"] for k, v in (report["uncalibrated"] if stage == "before" else chosen["test"]).items()
         }
         save_figure(
-            reliability_grid([(f"test: {label}", arrays[f"bins_{stage}"], metrics)]), out / f"reliability_{stage}.png"
+            reliability_grid([(f"test: {label}", arrays[f"bins_{stage}"], metrics)]), out / reliability_png(stage)
         )
     u, a = report["uncalibrated"], chosen["test"]
     echo(f"rule: {report['criterion']}")

@@ -9,7 +9,9 @@ from tqdm.auto import tqdm
 
 from ..data import DATA_ENV, describe_layouts
 from ..defaults import BIN_CLOSED, BIN_CLOSED_CHOICES, N_BINS, TS_METHOD, TS_METHODS
-from ..validation import N_BINS_RULE
+from ..engine.runfolder import CONFIG, REPORT
+from ..errors import InputError
+from ..validation import n_bins_problem
 
 
 def echo(msg: str) -> None:
@@ -40,19 +42,29 @@ def add_eval_batch_arg(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> 
 #: The evaluation-settings flags :func:`add_eval_settings_args` can add (their ``argparse`` destinations).
 EVAL_FLAGS = ("n_bins", "bin_closed", "ts_method", "eval_batch")
 #: Where each kind of command takes an unset evaluation flag from, as its help says. ``run``: the run's
-#: settings (``evaluate``, ``ood``); ``report``: the run's report.json (``plot``); ``config``: the preset's, else
-#: the defaults (``train``: the flags set the run's configuration); ``fixed``: the defaults (``calibrate``).
-_DEFAULT_FROM = {"run": "the run's", "report": "the report's", "config": None, "fixed": None}
+#: settings (``evaluate``); ``evaluated``: the run's report.json, else its config.json (``ood``:
+#: :func:`focalcal.eval_settings.run_settings`); ``report``: the run's report.json (``plot``); ``config``: the
+#: preset's, else the defaults (``train``: the flags set the run's configuration); ``fixed``: the defaults
+#: (``calibrate``).
+_DEFAULT_FROM = {
+    "run": "the run's",
+    "evaluated": f"the run's {REPORT}, else its {CONFIG}",
+    "report": "the report's",
+    "config": None,
+    "fixed": None,
+}
 
 
 def n_bins_arg(text: str) -> int:
-    """``--n-bins``: a whole number >= 1, or one line saying so (the same for every command)."""
+    """``--n-bins``: a whole number >= 1, or the one line every check of ``n_bins`` says
+    (:func:`focalcal.validation.n_bins_problem`)."""
     try:
-        value = int(text)
+        value: Any = int(text)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{N_BINS_RULE}; got {text!r}")
+        value = text
+    problem = n_bins_problem(value)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
     return value
 
 
@@ -153,8 +165,6 @@ def key_values(pairs: list[str], flag: str) -> dict[str, str]:
 
     Values stay strings: the registries convert and validate each option.
     """
-    from ..errors import InputError
-
     out: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")

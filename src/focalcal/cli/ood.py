@@ -45,7 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-images", type=positive_int, help="score a seeded subset of at most this many images per set")
     p.add_argument("--seed", type=int, default=0, help="seed of the corruption noise and of subsets (default 0)")
     p.add_argument("--download", action="store_true", help="let torchvision download missing data sets")
-    add_eval_settings_args(p, defaults="run", flags=("n_bins", "ts_method", "eval_batch"))  # bins: the run's rule
+    # bins, bin rule and temperature method: as the run was evaluated (its report), else its config's
+    add_eval_settings_args(p, defaults="evaluated", flags=("n_bins", "ts_method", "eval_batch"))
     add_data_args(p)
     p.set_defaults(func=run)
 

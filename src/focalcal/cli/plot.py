@@ -10,13 +10,10 @@ it (a tidy table, one row per run per epoch; per gamma and p for ``g``; per run,
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from ..atomic import atomic_write_csv
 from ..engine.runfolder import CONFIG, RunFolder
@@ -27,15 +24,16 @@ from ..evaluation.runlog import (
     WEIGHT_NORM_COLUMNS,
     Reliability,
     RunLog,
+    curves_of,
     epoch_rows,
     read_reliability,
     read_runs,
+    reliability_panels,
     reliability_rows,
     require_columns,
 )
-from ..losses import g_factor, p_threshold
+from ..losses.analysis import FIG4_GAMMAS, g_table
 from ..plots import (
-    Curves,
     analysis_sheet,
     g_figure,
     nll_entropy_figure,
@@ -46,42 +44,8 @@ from ..plots import (
 )
 from .common import add_eval_settings_args
 
-DEFAULT_GAMMAS = (1.0, 2.0, 3.0, 4.0, 5.0)
 _HINT_TEST = "train with --dynamics-test-size > 0 (the default is the whole test split) to log it each epoch"
 _HINT_TRAIN = "train with --dynamics-train-size > 0 to log the un-augmented train subset"
-
-
-# ------------------------------------------------------------------------------------------------ data
-def curves_of(runs: Sequence[RunLog], columns: Sequence[str]) -> list[Curves]:
-    """The arrays the dynamics plots draw, one :class:`Curves` per run."""
-    return [Curves(r.label, r.epochs, {k: r.column(k) for k in columns}, tuple(r.lr_drops())) for r in runs]
-
-
-def g_table(gammas: Sequence[float], points: int = 501) -> tuple[np.ndarray, dict, dict, list[dict]]:
-    """``g(p, gamma)`` on ``points`` values of p in [0, 1]: ``(p, {gamma: g}, {gamma: p*}, rows)``."""
-    if not gammas:
-        raise InputError("give at least one gamma")
-    if points < 2:
-        raise InputError(f"--points must be >= 2, got {points}")
-    if any(g < 0 or not math.isfinite(g) for g in gammas):
-        raise InputError(f"gammas must be finite and >= 0, got {list(gammas)}")
-    p = np.linspace(0.0, 1.0, points)
-    values = {float(g): np.asarray(g_factor(p, float(g))) for g in gammas}
-    thresholds = {float(g): p_threshold(float(g)) for g in gammas if g > 0}
-    rows = [
-        {"gamma": g, "p": float(pi), "g": float(gi), "p_threshold": thresholds.get(g)}
-        for g, v in values.items()
-        for pi, gi in zip(p, v)
-    ]
-    return p, values, thresholds, rows
-
-
-def reliability_panels(items) -> list:
-    panels = []
-    for it in items:
-        panels.append((f"{it.label}: before TS", it.before, it.metrics_before))
-        panels.append((f"{it.label}: after TS (T={it.temperature:.2f})", it.after, it.metrics_after))
-    return panels
 
 
 # ------------------------------------------------------------------------------------------------ output
@@ -226,7 +190,7 @@ def _figure_parser(
     p.add_argument("--out", type=Path, default=Path("plots"), help="output folder (default ./plots)")
     if g:
         p.add_argument(
-            "--gammas", type=_gammas, default=list(DEFAULT_GAMMAS), help="comma-separated gammas (default 1,2,3,4,5)"
+            "--gammas", type=_gammas, default=list(FIG4_GAMMAS), help="comma-separated gammas (default 1,2,3,4,5)"
         )
         p.add_argument("--points", type=int, default=501, help="values of p in [0, 1] (default 501)")
     if bins:

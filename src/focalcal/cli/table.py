@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..atomic import atomic_write_csv, atomic_write_text
 from ..engine.runfolder import REPORT
-from ..experiments.table import build, csv_rows, fig6, fig7, latex, markdown
+from ..experiments.table import FIG7_PNG, build, csv_rows, fig6, fig7, fig7_name, latex, markdown
 from ..plots import save_figure
 
 
@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the paper's tables from run folders: mean and 95%% interval over seeds (Markdown, CSV, LaTeX)",
         description=f"Group evaluated runs (run folders with {REPORT}, found under each path or glob) "
         "by dataset, model and loss; write table.md, table.csv, table.tex and the figures fig6 (error bars) and "
-        "fig7_<set> (ROC curves per OOD set) as PNG and PDF into --out.",
+        f"{FIG7_PNG.format(ood_set='<set>').removesuffix('.png')} (ROC curves per OOD set) as PNG and PDF into --out.",
     )
     t.add_argument("runs", nargs="+", help="run folders, sweep roots or glob patterns")
     t.add_argument("--out", type=Path, default=Path("tables"), help="output folder (default ./tables)")
@@ -39,9 +39,7 @@ def run(args: argparse.Namespace) -> int:
     atomic_write_csv(out / "table.csv", csv_rows(tables))
     written = [out / "table.md", out / "table.csv", out / "table.tex"]
     if not args.no_figures:
-        figures = [("fig6.png", fig6(tables))] + [
-            (f"fig7_{s.replace(':', '-')}.png", fig7(tables, s)) for s in tables.ood_sets
-        ]
+        figures = [("fig6.png", fig6(tables))] + [(fig7_name(s), fig7(tables, s)) for s in tables.ood_sets]
         for name, fig in figures:
             written += save_figure(fig, out / name, formats=("pdf",))
     print(md)

@@ -7,8 +7,6 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..data import DATASETS
 from ..engine import RunFolder, TrainConfig, Trainer
 from ..engine.device import resolve_device
@@ -16,9 +14,10 @@ from ..engine.distributed import is_main_process
 from ..engine.runfolder import CONFIG, FINAL, REPORT_MD
 from ..engine.trackers import trackers_from_args
 from ..engine.trainer import start_mode
-from ..errors import CheckpointError, ConfigError, RunFolderError
+from ..errors import CheckpointError, RunFolderError
 from ..evaluation import evaluate_run, write_evaluation
-from ..experiments.presets import merge, resolve_preset
+from ..evaluation.report import main_temperature, tracker_scalars
+from ..experiments.presets import apply_overrides, resolve_preset
 from .common import add_data_args, add_eval_settings_args, add_key_values_arg, count_or_fraction, echo, key_values
 
 # CLI flag -> TrainConfig key (flags left unset keep the preset's or the default value)
@@ -161,14 +160,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         values: dict[str, Any] = folder.read_config()
     else:
         values = resolve_preset(args.preset) if args.preset else {}
-    for key, text in key_values(args.set, "--set").items():
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError:
-            raise ConfigError(f"--set {key}={text}: not a YAML value") from None
-        values[key] = (
-            merge(values[key], value) if isinstance(value, dict) and isinstance(values.get(key), dict) else value
-        )
+    values = apply_overrides(values, key_values(args.set, "--set"))
     for flag, key in _FLAG_TO_KEY.items():
         v = getattr(args, flag, None)
         if v is not None:
@@ -189,7 +181,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def print_summary(run_dir: str | Path, report: dict[str, Any]) -> None:
     b, a = report["test"]["before"], report["test"]["after"]
-    t = report["temperature"][report["ts_method"]]["value"]
+    t = main_temperature(report)
     echo(
         f"test error {100 * b['error']:.2f}%  NLL {b['nll']:.4f} -> {a['nll']:.4f}  "
         f"ECE {100 * b['ece']:.2f}% -> {100 * a['ece']:.2f}% (T={t:.3f})  report: {Path(run_dir) / REPORT_MD}"
@@ -232,8 +224,9 @@ def run(args: argparse.Namespace) -> int:
             report, arrays = evaluate_run(folder, data=trainer.data, device=config.device, echo=echo)
             if trainer.dist.is_main:
                 write_evaluation(folder, report, arrays)
+                scalars, step = tracker_scalars(report), int(report["epochs_trained"])
                 for tracker in trainer.trackers:
-                    tracker.log_evaluation(report, folder)
+                    tracker.log_evaluation(scalars, step, folder)
                 print_summary(args.out, report)
     for tracker in trainer.trackers:
         tracker.close()

@@ -17,7 +17,7 @@ Names understood by :func:`load_ood_set` (``<root>`` is the data root of :func:`
   unlabelled.
 
 Every set comes back at the requested ``image_size`` as uint8 ``[N, 3, S, S]``; normalising it with the
-in-distribution training statistics is the caller's job (``focalcal.engine.run_logits`` does it).
+in-distribution training statistics is the caller's job (``focalcal.evaluation.run_logits`` does it).
 """
 
 from __future__ import annotations

@@ -20,12 +20,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-
 from ..defaults import BIN_CLOSED, N_BINS, TS_METHOD
-from ..errors import ConfigError
+from ..errors import ConfigError, FocalcalError
 from ..validation import eval_settings_problems
-from .device import default_eval_batch
 
 PAPER_EPOCHS = 350
 PAPER_MILESTONES = (150, 250)
@@ -92,10 +89,10 @@ class TrainConfig:
 
     Runtime keys (:data:`RUNTIME_KEYS`, free to change on resume): ``device``, ``data_dir``, ``amp`` and
     ``channels_last`` (None: chosen for the machine, see :mod:`focalcal.engine.precision`), ``compile``,
-    ``eval_batch_size`` (None: :meth:`resolved_eval_batch`, 1024 on CUDA and 64 on a
-    CPU), and the per-epoch training-dynamics passes: ``dynamics_train_size`` un-augmented
-    train images (0: off), ``dynamics_test_size`` test images (None: the whole test split, 0: off),
-    every ``dynamics_every`` epochs (and always at the last epoch).
+    ``eval_batch_size`` (None: the device's default, 1024 on CUDA and 64 on a CPU; see
+    :meth:`focalcal.eval_settings.EvalSettings.batch`), and the per-epoch training-dynamics passes:
+    ``dynamics_train_size`` un-augmented train images (0: off), ``dynamics_test_size`` test images (None: the
+    whole test split, 0: off), every ``dynamics_every`` epochs (and always at the last epoch).
     """
 
     dataset: str = "cifar10"
@@ -146,40 +143,43 @@ class TrainConfig:
             return sorted(int(m) for m in self.milestones)
         return [max(1, round(m * self.epochs / PAPER_EPOCHS)) for m in PAPER_MILESTONES]
 
-    def resolved_eval_batch(self, device: torch.device) -> int:
-        """The evaluation batch on ``device``: ``eval_batch_size``, else the device's default (speed only)."""
-        return self.eval_batch_size or default_eval_batch(device)
-
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with ``changes`` applied (e.g. a run's config with another ``data_dir``)."""
         return dataclasses.replace(self, **changes)
 
     def protocol_dict(self) -> dict[str, Any]:
         """The keys that define what is trained and measured (everything but :data:`RUNTIME_KEYS`), with the
-        loss and model options typed by their registries' converters (a run made before options were stored
-        typed, with ``{"gamma": "2"}`` in its ``config.json``, compares equal to ``{"gamma": 2.0}``)."""
+        loss, model and data options typed by their registries' converters (a run made before options were
+        stored typed, with ``{"gamma": "2"}`` or ``{"maxlen": "1000"}`` in its ``config.json``, compares equal to
+        ``{"gamma": 2.0}`` / ``{"maxlen": 1000}``)."""
         out = {k: v for k, v in self.to_dict().items() if k not in RUNTIME_KEYS}
-        out["loss_options"], out["model_options"] = self.typed_options()
+        out.update(self.typed_options())
         return out
 
-    def typed_options(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        """``(loss_options, model_options)`` converted by the loss and model registries (``"2"`` -> 2.0);
-        options that cannot be converted (an unknown name or option) are returned as they are, for
-        :meth:`validate` to report."""
-        from ..errors import FocalcalError
+    def typed_options(self) -> dict[str, dict[str, Any]]:
+        """``{"loss_options": ..., "model_options": ..., "data_options": ...}`` converted by the loss, model and
+        data set registries (``"2"`` -> 2.0), as :meth:`validate` stores them; options that cannot be converted
+        (an unknown name or option) are returned as they are, for :meth:`validate` to report."""
+        typed = {}
+        for key, registry, name in self._option_registries():
+            options = getattr(self, key)
+            try:
+                typed[key] = registry.convert_options(name, options)
+            except (FocalcalError, AttributeError, TypeError):  # not a mapping, or an unknown name / option
+                typed[key] = options
+        return typed
+
+    def _option_registries(self) -> list[tuple[str, Any, str]]:
+        """``(options key, registry, name)`` of each option mapping: the model's, the loss's, the data set's."""
+        from ..data import DATASETS
         from ..losses import LOSSES
         from ..models import MODELS
 
-        typed = []
-        for registry, name, options in (
-            (LOSSES, self.loss, self.loss_options),
-            (MODELS, self.model, self.model_options),
-        ):
-            try:
-                typed.append(registry.convert_options(name, options))
-            except (FocalcalError, AttributeError, TypeError):  # not a mapping, or an unknown name / option
-                typed.append(options)
-        return typed[0], typed[1]
+        return [
+            ("model_options", MODELS, self.model),
+            ("loss_options", LOSSES, self.loss),
+            ("data_options", DATASETS, self.dataset),
+        ]
 
     def validate(self) -> None:
         """Check values and names, and store the loss and model options converted (typed) by their registries.
@@ -235,20 +235,17 @@ class TrainConfig:
         self._check_names()
 
     def _check_names(self) -> None:
-        """Unknown dataset, model or loss names fail here, before any data is loaded; the loss and model
-        options are stored converted by their registries (``--loss-opt gamma=2`` keeps ``2.0``, not ``"2"``),
-        so ``config.json``, labels and tables see typed values."""
+        """Unknown dataset, model or loss names fail here, before any data is loaded; the model, loss and data
+        options are stored converted by their registries (``--loss-opt gamma=2`` keeps ``2.0``, not ``"2"``;
+        ``--data-opt maxlen=1000`` keeps ``1000``), so ``config.json``, labels and tables see typed values."""
         from ..data import DATASETS, DataError
-        from ..losses import LOSSES
         from ..models import MODELS
 
         if self.dataset not in DATASETS:
             raise DataError(f"unknown dataset {self.dataset!r}; choose one of: {', '.join(DATASETS)}")
-        MODELS.entry(self.model)
-        self.model_options = MODELS.convert_options(self.model, self.model_options)
-        LOSSES.entry(self.loss)
-        self.loss_options = LOSSES.convert_options(self.loss, self.loss_options)
-        self.data_options = DATASETS.convert_options(self.dataset, self.data_options)
+        for key, registry, name in self._option_registries():  # the converters :meth:`typed_options` uses
+            registry.entry(name)
+            setattr(self, key, registry.convert_options(name, getattr(self, key)))
         gives = DATASETS.entry(self.dataset).meta.get("inputs", "images")
         takes = MODELS.entry(self.model).meta.get("inputs", "images")
         if gives != takes:

@@ -70,8 +70,6 @@ WANDB = Path("wandb")
 
 #: Files training writes (``--overwrite`` removes them, with the derived ones and the trackers' folders).
 TRAINING_FILES = (CHECKPOINT, FINAL, LOG, LOG_CSV, CONFIG, PROVENANCE)
-#: Files derived from the trained model (evaluation, OOD); a new training run removes them.
-DERIVED_GLOBS = ("report.json", "report.md", "logits.pt", "reliability_*.png", "ood.json", "ood.md", "ood_roc_*.png")
 _LOGIT_KEYS = ("val_logits", "val_labels", "test_logits", "test_labels")
 _STATE_KEYS = ("epoch", "config", "model", "classes")
 #: What rebuilds the inputs' processing: ``modality`` (any data), or ``mean`` and ``std`` (image runs made before).
@@ -84,6 +82,12 @@ def reliability_png(stage: str) -> Path:
 
 def ood_roc_png(score: str) -> Path:
     return Path(f"ood_roc_{score}.png")
+
+
+#: Files derived from the trained model (evaluation, OOD), as glob patterns; a new training run removes them.
+DERIVED_GLOBS = tuple(
+    str(name) for name in (REPORT, REPORT_MD, LOGITS, reliability_png("*"), OOD, OOD_MD, ood_roc_png("*"))
+)
 
 
 def _runs_under(root: Path) -> list[RunFolder]:

@@ -2,13 +2,15 @@
 
 Both are optional: their packages are imported only when asked for (``--tensorboard``, ``--wandb PROJECT``),
 and a missing one is a one-line error naming the package to install. A tracker receives each epoch's
-log record (the same numbers as ``log.jsonl``) and, after evaluation, the test metrics and the reliability
+log record (the same numbers as ``log.jsonl``) and, after evaluation, the test metrics as plain numbers (the
+caller reads them from the report: :func:`focalcal.evaluation.report.tracker_scalars`) and the reliability
 diagrams.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ConfigError
@@ -19,15 +21,6 @@ _SCALAR = (int, float)
 
 def _scalars(record: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in record.items() if isinstance(v, _SCALAR) and not isinstance(v, bool)}
-
-
-def _report_scalars(report: dict[str, Any]) -> dict[str, float]:
-    out = {}
-    for stage in ("before", "after"):
-        for k, v in report["test"][stage].items():
-            out[f"test_{stage}_ts/{k}"] = float(v)
-    out["temperature"] = float(report["temperature"][report["ts_method"]]["value"])
-    return out
 
 
 class TensorBoardTracker:
@@ -47,17 +40,19 @@ class TensorBoardTracker:
                 self.writer.add_scalar(k, v, step)
         self.writer.flush()
 
-    def log_evaluation(self, report: dict[str, Any], run: RunFolder) -> None:
+    def log_evaluation(self, scalars: Mapping[str, float], step: int, run: RunFolder) -> None:
+        """Log the evaluation's ``scalars`` (name -> number) at epoch ``step``, with the run's reliability
+        diagrams when they are there."""
         import numpy as np
         from PIL import Image
 
-        for k, v in _report_scalars(report).items():
-            self.writer.add_scalar(k, v, int(report["epochs_trained"]))
+        for k, v in scalars.items():
+            self.writer.add_scalar(k, float(v), step)
         for stage in ("before", "after"):
             path = run / reliability_png(stage)
             if path.is_file():
                 img = np.asarray(Image.open(path).convert("RGB"))
-                self.writer.add_image(f"reliability_{stage}", img, int(report["epochs_trained"]), dataformats="HWC")
+                self.writer.add_image(f"reliability_{stage}", img, step, dataformats="HWC")
         self.writer.flush()
 
     def close(self) -> None:
@@ -78,14 +73,16 @@ class WandbTracker:
     def log_epoch(self, record: dict[str, Any]) -> None:
         self.run.log(_scalars(record), step=int(record["epoch"]))
 
-    def log_evaluation(self, report: dict[str, Any], run: RunFolder) -> None:
-        data = dict(_report_scalars(report))
+    def log_evaluation(self, scalars: Mapping[str, float], step: int, run: RunFolder) -> None:
+        """As :meth:`TensorBoardTracker.log_evaluation`; the scalars also go to the run's summary."""
+        data: dict[str, Any] = {k: float(v) for k, v in scalars.items()}
+        summary = dict(data)
         for stage in ("before", "after"):
             path = run / reliability_png(stage)
             if path.is_file():
                 data[f"reliability_{stage}"] = self.wandb.Image(str(path))
-        self.run.log(data, step=int(report["epochs_trained"]))
-        self.run.summary.update(_report_scalars(report))
+        self.run.log(data, step=step)
+        self.run.summary.update(summary)
 
     def close(self) -> None:
         self.run.finish()

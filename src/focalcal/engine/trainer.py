@@ -239,9 +239,9 @@ class Trainer:
 
         mk = self._loader
         self.train_loader = mk("train", config.batch_size // self.dist.world_size, train=True)
-        self.eval_batch = config.resolved_eval_batch(self.device)
         # the per-epoch validation metrics (log.jsonl) use the run's evaluation settings, as its report will
         self.eval_settings = resolve_settings(config)
+        self.eval_batch = self.eval_settings.batch(self.device)
         self.val_loader = mk("val", self.eval_batch)
         self.test_loader = mk("test", self.eval_batch)
         n_dyn = min(config.dynamics_train_size, self.data.rows("train"))

@@ -7,7 +7,6 @@ metric is computed, so a metric always sees every sample exactly once.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,14 +92,6 @@ def load_run(run_dir: str | Path | RunFolder, *, device: str = "auto") -> Loaded
     )
 
 
-def with_eval_batch(run: LoadedRun, eval_batch_size: int | None) -> LoadedRun:
-    """``run`` evaluating in batches of ``eval_batch_size`` (``None``: as the run says, else the device's
-    default; runs made before the per-device default hold 1024)."""
-    if eval_batch_size is None:
-        return run
-    return dataclasses.replace(run, config=run.config.replace(eval_batch_size=eval_batch_size))
-
-
 def run_logits(
     run: LoadedRun,
     images: Any,
@@ -110,11 +101,11 @@ def run_logits(
 ) -> torch.Tensor:
     """Logits ``[N, K]`` (float32, CPU) of the run's model on a split's inputs (uint8 ``images`` normalised as in
     training, token ids, trees: as the run's modality batches them), in batches of ``batch_size`` (default: the
-    run's ``eval_batch_size``, else the device's default)."""
+    run's :meth:`~focalcal.eval_settings.EvalSettings.batch`: its ``eval_batch_size``, else the device's default)."""
     modality = run.modality if run.modality is not None else modality_from_state({"mean": run.mean, "std": run.std})
     cl = modality.memory_format and eval_channels_last(run.device, run.model, tuple(modality.example_key(images)))
     if batch_size is None:
-        batch_size = run.config.resolved_eval_batch(run.device)
+        batch_size = resolve_settings(run.config).batch(run.device)
     loader = modality.source(
         images, labels, batch_size=batch_size, device=run.device, channels_last=cl, model=run.model
     )
@@ -201,7 +192,8 @@ def evaluate(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Compute the evaluation numbers with ``settings`` (default: :func:`~focalcal.eval_settings.
     resolve_settings` of the run's config and the overrides ``n_bins``, ``ts_method`` and ``bin_closed``, ``None``
-    keeping the run's); ``where``: the data's location, for the refusal's message.
+    keeping the run's), in inference batches of ``settings.batch(run.device)``; ``where``: the data's location,
+    for the refusal's message.
 
     Raises:
         InputError: an invalid setting, or ``settings`` given with overrides.
@@ -219,9 +211,10 @@ def evaluate(
     fingerprint = check_same_data(run, data, where)
     cfg = run.config
     s = settings
-    val_logits = run_logits(run, data.val_inputs, data.val_labels, dist=dist)
-    test_logits = run_logits(run, data.test_inputs, data.test_labels, dist=dist)
-    train_logits = run_logits(run, data.train_inputs, data.train_labels, dist=dist)
+    batch = s.batch(run.device)
+    val_logits = run_logits(run, data.val_inputs, data.val_labels, batch, dist=dist)
+    test_logits = run_logits(run, data.test_inputs, data.test_labels, batch, dist=dist)
+    train_logits = run_logits(run, data.train_inputs, data.train_labels, batch, dist=dist)
     val_y, test_y = data.val_labels, data.test_labels
     modality = run.modality or data.modality
 
@@ -276,7 +269,7 @@ def evaluate(
         inputs=data.test_inputs,
         labels=test_y,
         predict=lambda model, source: predict_logits(model, source, dist=dist),
-        batch_size=cfg.resolved_eval_batch(run.device),
+        batch_size=batch,
         device=run.device,
         temperature=float(main.temperature),
         n_bins=s.n_bins,
@@ -325,7 +318,6 @@ def evaluate_run(
     settings = resolve_settings(
         run.config, n_bins=n_bins, ts_method=ts_method, bin_closed=bin_closed, eval_batch_size=eval_batch_size
     )
-    run = with_eval_batch(run, settings.eval_batch_size)
     if run.note and echo:
         echo(f"note: {run.note}")
     where = None

@@ -5,8 +5,9 @@ The protocol (the paper's Sec. 5 OOD experiment, extended):
 1. Validation and test logits come from the run folder's ``logits.pt`` (written by ``focalcal evaluate``)
    when it is at least as new as the checkpoint and has the run's class count; otherwise they are
    recomputed from the run's data splits.
-2. The temperature is fitted on the validation split only, with ``TemperatureScaling(method=ts_method)``
-   (``"nll"`` by default) — the same fit as ``focalcal evaluate``.
+2. The temperature is fitted on the validation split only, with the run's settings
+   (:func:`~focalcal.eval_settings.run_settings`: its ``report.json``'s method and bins when it has been
+   evaluated, else its ``config.json``'s) — the same fit as ``focalcal evaluate``.
 3. The in-distribution set is the run's test split; each OOD/shifted set (:func:`focalcal.data.ood.
    load_ood_sets`) is passed through the model with the run's *training* normalisation (``run_logits``).
 4. For every score (entropy, MSP, energy; OOD = positive, higher = more OOD) and for the logits before and
@@ -32,9 +33,9 @@ from ..data.ood import check_disjoint, load_ood_sets
 from ..engine.runfolder import LOGITS, RunFolder
 from ..engine.trainer import prepare_data
 from ..errors import CheckpointError, InputError
-from ..eval_settings import EvalSettings, resolve_settings
+from ..eval_settings import EvalSettings, run_settings
 from ..metrics.ood import SCORES, ood_metrics, ood_roc_curve, ood_scores
-from .evaluate import LoadedRun, load_run, run_logits, with_eval_batch
+from .evaluate import LoadedRun, load_run, run_logits
 
 STAGES = ("before", "after")
 #: ROC curves are stored in ood.json thinned to at most this many points (for the comparison figures).
@@ -101,8 +102,9 @@ def score_run(
             ``["fashion_mnist", "cifar10c:gaussian_noise:5"]``.
         data_dir: data root overriding the run's (used for the run's splits and for the OOD sets).
         device: ``auto``, ``cpu``, ``cuda``...
-        n_bins: calibration bins (default: the run's).
-        ts_method: ``"nll"`` or ``"ece_grid"``; default: the run's (as ``focalcal evaluate``).
+        n_bins: calibration bins (default: the run's, :func:`~focalcal.eval_settings.run_settings`: its
+            ``report.json``'s when it has one, else its ``config.json``'s; the bin rule is always the run's).
+        ts_method: ``"nll"`` or ``"ece_grid"``; default: the run's (as for ``n_bins``: the report's fit).
         seed: seed of the corruptions and of ``max_images`` subsets.
         max_images: score at most this many images of each OOD set (a seeded subset).
         download: let torchvision download missing data.
@@ -128,9 +130,11 @@ def score_run(
         raise InputError(f"unknown or no OOD scores {unknown}; choose from {', '.join(SCORES)}")
     folder = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
     run = load_run(folder, device=device)
-    # the run's bins and bin rule; n_bins, ts_method and the batch as given (None: the run's)
-    settings = resolve_settings(run.config, n_bins=n_bins, ts_method=ts_method, eval_batch_size=eval_batch_size)
-    run = with_eval_batch(run, settings.eval_batch_size)
+    # the run's settings (its report's, as evaluated, else its config's); n_bins, ts_method and the batch as given
+    settings = run_settings(
+        folder, config=run.config, n_bins=n_bins, ts_method=ts_method, eval_batch_size=eval_batch_size
+    )
+    batch = settings.batch(run.device)
     if run.modality is not None and run.modality.name != "images":
         raise InputError(
             f"{folder.path} was trained on {run.modality.name} ({run.config.dataset}); the OOD and shifted sets are "
@@ -164,9 +168,9 @@ def score_run(
     if saved is None:
         say(f"computing validation and test logits of {folder.path} ({source})")
         saved = {
-            "val_logits": run_logits(run, data.val_images, data.val_labels),
+            "val_logits": run_logits(run, data.val_images, data.val_labels, batch),
             "val_labels": data.val_labels,
-            "test_logits": run_logits(run, data.test_images, data.test_labels),
+            "test_logits": run_logits(run, data.test_images, data.test_labels, batch),
             "test_labels": data.test_labels,
         }
     scaler = settings.temperature().fit(saved["val_logits"], saved["val_labels"])
@@ -205,7 +209,7 @@ def score_run(
     for ood in loaded:
         say(f"scoring {ood.name}: {len(ood)} images ({ood.description})")
         labels = ood.labels if ood.labels is not None else torch.zeros(len(ood), dtype=torch.int64)
-        logits = run_logits(run, ood.images, labels)
+        logits = run_logits(run, ood.images, labels, batch)
         out_scores = {"before": ood_scores(logits, scores), "after": ood_scores(scaler.transform(logits), scores)}
         entry: dict[str, Any] = {
             "kind": ood.kind,

@@ -6,6 +6,7 @@ The report is rendered here (Markdown) and drawn by :mod:`focalcal.plots`; the r
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,34 @@ COLUMNS = [
     ("mce", "MCE %"),
     ("brier", "Brier"),
 ]
+
+
+def main_temperature(report: Mapping[str, Any]) -> float:
+    """The temperature of an evaluation report's main method: ``report["temperature"][report["ts_method"]]
+    ["value"]`` (a positive float, no unit; the logits are divided by it).
+
+    Args:
+        report: an evaluation report (``report.json``, as :func:`~focalcal.evaluation.evaluate_run` returns it).
+
+    Raises:
+        KeyError: the report has no ``ts_method`` or no temperature of that method (not an evaluation report, or
+            one written before these entries); readers of run folders turn it into a
+            :class:`~focalcal.errors.CheckpointError` naming the file.
+    """
+    return float(report["temperature"][report["ts_method"]]["value"])
+
+
+def tracker_scalars(report: Mapping[str, Any]) -> dict[str, float]:
+    """The evaluation's numbers for TensorBoard / Weights & Biases: ``test_before_ts/<metric>`` and
+    ``test_after_ts/<metric>`` (the report's test metrics: fractions, NLL in nats) and ``temperature``
+    (:func:`main_temperature`).
+
+    Raises:
+        KeyError: as :func:`main_temperature`, or the report has no ``test`` metrics.
+    """
+    out = {f"test_{stage}_ts/{k}": float(v) for stage in ("before", "after") for k, v in report["test"][stage].items()}
+    out["temperature"] = main_temperature(report)
+    return out
 
 
 def metric_cells(m: dict[str, float]) -> list[str]:

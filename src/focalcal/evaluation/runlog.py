@@ -1,8 +1,9 @@
 """Read run folders (``config.json``, ``log.jsonl``, ``report.json``, ``logits.pt``) into arrays and tables.
 
 This is the data side of the paper's analysis figures (Figs. 1-5): it reads what training and evaluation
-logged and never runs a model. Drawing is :mod:`focalcal.plots.dynamics`; writing files is
-:mod:`focalcal.cli.plot`.
+logged and never runs a model. Drawing is :mod:`focalcal.plots`, from the numbers :func:`curves_of` (the
+dynamics figures) and :func:`reliability_panels` (the reliability diagrams) give; writing the figures is
+:mod:`focalcal.cli.plot`, :mod:`focalcal.experiments.claims` and :mod:`focalcal.experiments.demo`.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ import numpy as np
 
 from ..engine.runfolder import CONFIG, LOG, LOGITS, REPORT, RunFolder
 from ..errors import CheckpointError, InputError
-from ..eval_settings import resolve_settings
+from ..eval_settings import resolve_settings, run_settings
 from ..losses import loss_label
+from ..plots.dynamics import Curves
+from .report import main_temperature
 
 # per-epoch statistics of Fig. 2, on the un-augmented train subset (``train_eval_``) and the test split
 _DYN_STATS = (
@@ -143,6 +146,28 @@ def require_columns(runs: Iterable[RunLog], keys: Sequence[str], why: str) -> No
             raise InputError(f"run {run.path} has no {', '.join(missing)} in its {LOG} ({why})")
 
 
+def curves_of(runs: Iterable[RunLog], columns: Sequence[str] | None = None) -> list[Curves]:
+    """The numbers the dynamics figures draw (:mod:`focalcal.plots.dynamics`), one :class:`Curves` per run: its
+    label, epochs, lr drops and the ``[E]`` float64 column of each key (NaN where not logged).
+
+    ``columns``: the log keys to take; ``None``: every key any epoch logged a number (or null) for.
+    """
+    out = []
+    for run in runs:
+        keys = columns
+        if keys is None:
+            keys = sorted(
+                {
+                    k
+                    for rec in run.records
+                    for k, v in rec.items()
+                    if v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+                }
+            )
+        out.append(Curves(run.label, run.epochs, {k: run.column(k) for k in keys}, tuple(run.lr_drops())))
+    return out
+
+
 def epoch_rows(runs: Iterable[RunLog], columns: Sequence[str]) -> list[dict[str, Any]]:
     """A tidy table: one row per run per epoch with ``run, label, loss, gamma, epoch, lr`` and ``columns``.
 
@@ -210,8 +235,8 @@ def read_reliability(run: RunLog | str | Path, *, n_bins: int | None = None) -> 
     saved = folder.read_logits()
     try:
         method = report["ts_method"]
-        t = float(report["temperature"][method]["value"])
-        stored = resolve_settings(report)  # the report's bins and bin rule (older reports: the defaults)
+        t = main_temperature(report)
+        stored = run_settings(report=report)  # the report's bins and bin rule (older reports: the defaults)
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(
             f"{run.path / REPORT} is damaged (missing or malformed entry: {exc}); evaluate the run again "
@@ -248,3 +273,13 @@ def reliability_rows(items: Iterable[Reliability]) -> list[dict[str, Any]]:
                     }
                 )
     return rows
+
+
+def reliability_panels(items: Iterable[Reliability]) -> list[tuple[str, Any, Mapping[str, float]]]:
+    """The panels of :func:`focalcal.plots.reliability_grid`, two per run: ``("<label>: before TS", BinStats,
+    metrics)`` and ``("<label>: after TS (T=<temperature>)", BinStats, metrics)``."""
+    panels = []
+    for it in items:
+        panels.append((f"{it.label}: before TS", it.before, it.metrics_before))
+        panels.append((f"{it.label}: after TS (T={it.temperature:.2f})", it.after, it.metrics_after))
+    return panels

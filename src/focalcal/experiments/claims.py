@@ -37,14 +37,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..atomic import atomic_write_csv, atomic_write_text, is_temp_file
 from ..engine import RunFolder
 from ..engine.runfolder import CONFIG, LOG, OOD, REPORT
 from ..errors import InputError
+from ..evaluation.runlog import curves_of, read_runs
+from ..losses.analysis import g_table
 from ..metrics.intervals import MIN_SEEDS, NONNEGATIVE, UNBOUNDED, UNIT_RANGE, difference_bounds, seed_interval
-from .table import RunResult, Tables, build, csv_rows, markdown
+from ..plots import g_figure, nll_entropy_figure, nll_over_epochs_figure, save_figure, weight_norm_figure
+from .table import RunResult, Tables, build, csv_rows, fig6, fig7, fig7_name, markdown
 
 FOCAL = ("FL-3", "FLSD-53")
 #: The verdict of a claim the runs cannot measure, by the losses it needs beside CE.
@@ -93,12 +94,6 @@ def paired(
     ci = seed_interval(d, bounds=difference_bounds(bounds_a, bounds_b), scale=scale)
     low, high = (math.nan, math.nan) if ci.low is None else (ci.low, ci.high)
     return Diff(ci.mean, low, high, ci.n, d, ci.note)
-
-
-def mean_ci(values: Sequence[float], bounds: tuple[float, float] = UNBOUNDED) -> tuple[float, float, float]:
-    """Mean and clipped t-interval of ``values`` (NaN limits below 3 values), as :func:`paired`."""
-    ci = seed_interval(values, bounds=bounds)
-    return (ci.mean, math.nan, math.nan) if ci.low is None else (ci.mean, ci.low, ci.high)
 
 
 # -- per-run quantities --------------------------------------------------------------------------------
@@ -485,22 +480,11 @@ def export_summaries(tables: Tables, dest, *, overwrite: bool = False, sources: 
 
 def _figures(tables: Tables, out) -> list[tuple[str, str]]:
     """The paper's Figs. 2-7 from the (exported) runs; returns ``(file, caption)`` pairs."""
-    from ..evaluation import read_runs
-    from ..losses import g_factor, p_threshold
-    from ..plots import g_figure, nll_entropy_figure, nll_over_epochs_figure, save_figure, weight_norm_figure
-    from ..plots.dynamics import Curves
-    from .table import fig6, fig7
-
     by = _by_label(tables)
 
     def first_seed(labels):
         runs = [min(by[label], key=lambda r: r.seed) for label in labels if label in by]
-        logs = read_runs([r.path for r in runs], [r.label for r in runs])
-        curves = []
-        for g in logs:
-            keys = {k for rec in g.records for k, v in rec.items() if isinstance(v, (int, float)) or v is None}
-            curves.append(Curves(g.label, g.epochs, {k: g.column(k) for k in keys}, tuple(g.lr_drops())))
-        return curves
+        return curves_of(read_runs([r.path for r in runs], [r.label for r in runs]))
 
     figures = []
     made = [
@@ -526,20 +510,19 @@ def _figures(tables: Tables, out) -> list[tuple[str, str]]:
             "Fig. 6: ECE, AdaECE and Classwise-ECE per loss with 95% intervals over seeds",
         ),
     ]
-    p = np.linspace(0, 1, 501)
-    gammas = (1.0, 2.0, 3.0, 4.0, 5.0)
+    p, values, thresholds, _ = g_table()
     made.insert(
         2,
         (
             "fig4_g.png",
-            g_figure(p, {g: np.asarray(g_factor(p, g)) for g in gammas}, {g: p_threshold(g) for g in gammas}),
+            g_figure(p, values, thresholds),
             "Fig. 4: g(p, gamma), the ratio of the focal to the CE last-layer gradient",
         ),
     )
     for s in tables.ood_sets:
         made.append(
             (
-                f"fig7_roc_{s.replace(':', '-')}.png",
+                fig7_name(s),
                 fig7(tables, s),
                 f"Fig. 7: ROC curves of the softmax entropy, test split vs {s} (seed 1)",
             )
@@ -569,7 +552,7 @@ def write_page(
     source = build(patterns, bootstrap=False)
     given = [Path(m) for pattern in patterns for m in (glob.glob(pattern) or [pattern]) if Path(m).exists()]
     earlier = _check_destination(source, out / "runs", sources=given, overwrite=True)
-    names = [*PAGE_FILES, *_FIGURES, *(f"fig7_roc_{s.replace(':', '-')}.png" for s in source.ood_sets)]
+    names = [*PAGE_FILES, *_FIGURES, *(fig7_name(s) for s in source.ood_sets)]
     present = [name for name in names if (out / name).exists()]
     if present and not earlier:
         raise InputError(

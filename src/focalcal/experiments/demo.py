@@ -21,9 +21,10 @@ from ..atomic import atomic_write_text
 from ..engine import RunFolder, Trainer, prepare_data
 from ..errors import InputError, ResumeMismatchError
 from ..evaluation import evaluate_run, read_runs, write_evaluation
-from ..evaluation.report import markdown_table, precision_text
+from ..evaluation.report import main_temperature, markdown_table, precision_text
+from ..evaluation.runlog import curves_of, read_reliability, reliability_panels
 from ..losses import loss_label
-from ..plots import Curves, epoch_metrics_row, reliability_grid
+from ..plots import epoch_metrics_row, reliability_grid
 from .claims import nll_dynamics
 from .presets import experiment
 
@@ -34,6 +35,14 @@ SEED = 1
 SUMMARY_JSON, SUMMARY_MD = "demo.json", "demo.md"
 #: The budget rule's threshold: cross-entropy's accuracy on its own (un-augmented) training images.
 RULE_TRAIN_ACCURACY = 0.99
+#: The log columns ``dynamics.png`` draws (the two ``n_correct`` say which epochs had a dynamics pass).
+DYNAMICS_COLUMNS = (
+    "test_nll",
+    "test_entropy_incorrect",
+    "train_eval_accuracy",
+    "test_n_correct",
+    "train_eval_n_correct",
+)
 
 
 def _train_one(cfg, run: RunFolder, data, *, progress: bool, echo, overwrite: bool = False) -> dict[str, Any]:
@@ -50,7 +59,7 @@ def _train_one(cfg, run: RunFolder, data, *, progress: bool, echo, overwrite: bo
             trainer.fit(overwrite=True)
         report, arrays = evaluate_run(run, data=data, device=cfg.device)
         write_evaluation(run, report, arrays)
-    return {**report, "_arrays": arrays}
+    return report
 
 
 def verdict(results: dict[str, dict[str, Any]], logs: dict[str, list[dict[str, Any]]]) -> list[str]:
@@ -69,7 +78,7 @@ def verdict(results: dict[str, dict[str, Any]], logs: dict[str, list[dict[str, A
             "over-fitting regime and its calibration numbers say little about the paper's claims."
         )
     )
-    t_ce = ce["temperature"][ce["ts_method"]]["value"]
+    t_ce = main_temperature(ce)
     out.append(
         f"- CE's fitted temperature is {t_ce:.2f}: "
         + (
@@ -169,32 +178,10 @@ def run_demo(
     runs = read_runs([out / n for n in losses])
     logs = {n: list(r.records) for n, r in zip(losses, runs)}
 
-    panels = []
-    for rep in results.values():
-        arr, label = rep["_arrays"], loss_label(rep["loss"], rep["loss_options"])
-        panels.append((f"{label}: before TS", arr["bins_before"], rep["test"]["before"]))
-        panels.append((f"{label}: after TS (T={arr['temperature']:.2f})", arr["bins_after"], rep["test"]["after"]))
+    panels = reliability_panels(read_reliability(r) for r in runs)
     RunFolder(out).save_figure(reliability_grid(panels, ncols=2), "reliability.png")
-    curves = [
-        Curves(
-            r.label,
-            r.epochs,
-            {
-                k: r.column(k)
-                for k in (
-                    "test_nll",
-                    "test_entropy_incorrect",
-                    "train_eval_accuracy",
-                    "test_n_correct",  # which epochs had a dynamics pass
-                    "train_eval_n_correct",
-                )
-            },
-            tuple(r.lr_drops()),
-        )
-        for r in runs
-    ]
     dyn = epoch_metrics_row(
-        curves,
+        curves_of(runs, DYNAMICS_COLUMNS),
         [
             ("test_nll", "test NLL (nats)", "Test NLL per epoch (Fig. 3)"),
             ("test_entropy_incorrect", "entropy (nats)", "Test entropy of misclassified samples (Fig. 2)"),
@@ -203,19 +190,18 @@ def run_demo(
     )
     RunFolder(out).save_figure(dyn, "dynamics.png")
 
-    clean = {k: {kk: vv for kk, vv in v.items() if kk != "_arrays"} for k, v in results.items()}
     total = time.perf_counter() - t0
-    lines = verdict(clean, logs)
+    lines = verdict(results, logs)
     summary = {
         "config": first.to_dict(),
         "losses": list(losses),
         "seconds": seconds,
         "total_seconds": total,
         "verdict": lines,
-        "runs": clean,
+        "runs": results,
     }
     atomic_write_text(out / SUMMARY_JSON, json.dumps(summary, indent=2) + "\n")
-    atomic_write_text(out / SUMMARY_MD, _markdown(first, data, clean, seconds, total, lines))
+    atomic_write_text(out / SUMMARY_MD, _markdown(first, data, results, seconds, total, lines))
     echo(f"demo report: {out / SUMMARY_MD} ({total:.0f}s)")
     return summary
 
@@ -224,7 +210,7 @@ def _markdown(cfg, data, results, seconds, total, verdict_lines) -> str:
     rows = []
     for rep in results.values():
         label = loss_label(rep["loss"], rep["loss_options"])
-        t = rep["temperature"][rep["ts_method"]]["value"]
+        t = main_temperature(rep)
         rows.append((f"{label} before TS", rep["test"]["before"]))
         rows.append((f"{label} after TS (T={t:.2f})", rep["test"]["after"]))
     train_acc = ", ".join(

@@ -133,6 +133,28 @@ def merge(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def apply_overrides(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` with the ``--set KEY=YAML`` overrides applied, as ``focalcal train --set`` and ``focalcal
+    sweep --set`` apply them: each value is parsed as YAML (``"10"`` -> 10, ``"0.1"`` -> 0.1, ``"[50, 75]"`` -> a
+    list, ``"null"`` -> None, ``"{gamma: 3}"`` -> a mapping, other text stays a string; a value that is not a
+    string is kept as it is), then merged over ``config`` by :func:`merge` (a mapping such as ``loss_options``
+    key by key, anything else replaced). ``config`` is not changed.
+
+    >>> apply_overrides({"epochs": 5, "loss_options": {"gamma": 2}}, {"epochs": "10", "loss_options": "{beta: 1}"})
+    {'epochs': 10, 'loss_options': {'gamma': 2, 'beta': 1}}
+
+    Raises:
+        ConfigError: a value that is not YAML, naming its ``--set KEY=VALUE``.
+    """
+    values = {}
+    for key, text in overrides.items():
+        try:
+            values[key] = yaml.safe_load(text) if isinstance(text, str) else text
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {key}={text}: not a YAML value") from None
+    return merge(config, values)
+
+
 def base(name: str) -> dict[str, Any]:
     """The config keys of base protocol ``name``."""
     if name not in available_bases():

@@ -39,12 +39,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..atomic import atomic_write_text
 from ..engine import RunFolder, TrainConfig
 from ..errors import ConfigError, FocalcalError, RunLockedError
-from .presets import AXES, Experiment, experiment, family_experiments, load_family, merge
+from .presets import AXES, Experiment, apply_overrides, experiment, family_experiments, load_family
 
 LAUNCHERS = ("local", "slurm", "submitit-local")
 
@@ -105,9 +103,8 @@ def plan(
     ]
     if not exps:
         raise ConfigError(f"no experiment of family {family} matches {only}")
-    values = override_values(overrides or {})
     for e in exps:  # bad --set keys or values: one line now, as the runs' own validation would say
-        TrainConfig.from_dict(merge(e.config, values)).validate()
+        TrainConfig.from_dict(apply_overrides(e.config, overrides or {})).validate()
     return [
         Job(
             e.name,
@@ -124,25 +121,10 @@ def plan(
     ]
 
 
-def override_values(overrides: dict[str, Any]) -> dict[str, Any]:
-    """``--set`` values (YAML text) parsed, as ``focalcal train --set`` parses them.
-
-    Raises:
-        ConfigError: a value that is not YAML.
-    """
-    out = {}
-    for key, value in overrides.items():
-        try:
-            out[key] = yaml.safe_load(value) if isinstance(value, str) else value
-        except yaml.YAMLError:
-            raise ConfigError(f"--set {key}={value}: not a YAML value") from None
-    return out
-
-
 def expected_config(job: Job) -> dict[str, Any]:
-    """The protocol the job's run must have: its experiment with its seed and the ``--set`` overrides (mappings
-    such as ``loss_options`` merged key by key, as ``focalcal train --set`` does)."""
-    config = merge(experiment(job.experiment).config, override_values(job.overrides))
+    """The protocol the job's run must have: its experiment with its seed and the ``--set`` overrides
+    (:func:`~focalcal.experiments.presets.apply_overrides`, as ``focalcal train --set`` applies them)."""
+    config = apply_overrides(experiment(job.experiment).config, job.overrides)
     return TrainConfig.from_dict({**config, "seed": job.seed}).protocol_dict()
 
 
@@ -353,6 +335,14 @@ def check_gpus(gpus: Sequence[str]) -> None:
         )
 
 
+def cpu_threads_per_job(parallel: int) -> int:
+    """Torch threads for each of ``parallel`` concurrent CPU jobs: the cores shared out, never more than a
+    ``OMP_NUM_THREADS`` the user set (a sweep started with ``OMP_NUM_THREADS=1`` runs every job on one thread)."""
+    cores = max(1, (os.cpu_count() or 1) // parallel)
+    given = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return min(cores, int(given)) if given.isdigit() and int(given) >= 1 else cores
+
+
 def run_local(
     jobs: Sequence[Job],
     out: str | Path,
@@ -365,7 +355,8 @@ def run_local(
 
     With ``gpus``, the GPUs are dealt out in groups of each job's ``nproc`` (``CUDA_VISIBLE_DEVICES``), one
     group per concurrent job: ``gpus=("0","1","2","3")`` runs four one-GPU jobs, or two two-GPU torchrun jobs,
-    at once. Without GPUs the CPU cores are shared out (``OMP_NUM_THREADS``).
+    at once. Without GPUs the CPU cores are shared out (``OMP_NUM_THREADS``, at most the user's own:
+    :func:`cpu_threads_per_job`).
     """
     out = Path(out)
     check_gpus(gpus)
@@ -381,7 +372,7 @@ def run_local(
     else:
         for _ in range(parallel):
             tokens.put(None)
-    cores = max(1, (os.cpu_count() or 1) // parallel)
+    cores = cpu_threads_per_job(parallel)
     lock = threading.Lock()
 
     def one(job: Job) -> JobResult:

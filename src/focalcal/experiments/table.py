@@ -24,7 +24,8 @@ from typing import Any
 from ..engine import RunFolder, TrainConfig
 from ..engine.runfolder import CONFIG, OOD, REPORT
 from ..errors import CheckpointError, ConfigError, InputError
-from ..eval_settings import EvalSettings, resolve_settings
+from ..eval_settings import EvalSettings, run_settings
+from ..evaluation.report import main_temperature
 from ..losses import loss_identity, loss_label
 from ..metrics import bootstrap_ci
 from ..metrics.intervals import NONNEGATIVE, UNIT_RANGE, seed_interval
@@ -62,12 +63,13 @@ class RunResult:
 
     @property
     def temperature(self) -> float:
-        return float(self.report["temperature"][self.report["ts_method"]]["value"])
+        return main_temperature(self.report)
 
     @property
     def settings(self) -> EvalSettings:
-        """The bins, bin rule and temperature method the run was evaluated with (its ``report.json``)."""
-        return resolve_settings(self.report)
+        """The bins, bin rule and temperature method the run was evaluated with (its ``report.json``; see
+        :func:`~focalcal.eval_settings.run_settings`)."""
+        return run_settings(report=self.report)
 
 
 @dataclass
@@ -460,6 +462,16 @@ def fig6(tables: Tables):
             }
             panels.append((f"{dataset}, {model_label(model)}: {title} %", losses, series))
     return error_bar_figure(panels, suptitle="Calibration errors with 95% intervals (Fig. 6)")
+
+
+#: The file name of Fig. 7 for one OOD set, as ``focalcal table`` and ``focalcal claims`` write it.
+FIG7_PNG = "fig7_roc_{ood_set}.png"
+
+
+def fig7_name(ood_set: str) -> str:
+    """:data:`FIG7_PNG` for ``ood_set``, its ``:`` written as ``-`` (``cifar10c:gaussian_noise:5`` ->
+    ``fig7_roc_cifar10c-gaussian_noise-5.png``)."""
+    return FIG7_PNG.format(ood_set=ood_set.replace(":", "-"))
 
 
 def fig7(tables: Tables, ood_set: str, score: str = "entropy"):

@@ -13,6 +13,7 @@ takes gamma = 5 below p = 0.2 because ``g(0.2, gamma) = 1`` at gamma = 4.85 (and
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -22,7 +23,7 @@ from torch import Tensor
 
 from ..errors import InputError
 
-__all__ = ["g_factor", "p_threshold", "gamma_threshold"]
+__all__ = ["FIG4_GAMMAS", "g_factor", "g_table", "gamma_threshold", "p_threshold"]
 
 
 def g_factor(p, gamma):
@@ -116,3 +117,37 @@ def gamma_threshold(p: float) -> float:
     a = big_l / c  # in (-1, 0) for p < 0.5
     w = lambertw(a * math.exp(a), k=-1)
     return float(np.real(w)) / big_l - 1.0 / c
+
+
+#: The gammas of the paper's Fig. 4.
+FIG4_GAMMAS = (1.0, 2.0, 3.0, 4.0, 5.0)
+
+
+def g_table(
+    gammas: Sequence[float] = FIG4_GAMMAS, points: int = 501
+) -> tuple[np.ndarray, dict[float, np.ndarray], dict[float, float], list[dict[str, float | None]]]:
+    """The numbers of the paper's Fig. 4: ``g(p, gamma)`` on ``points`` evenly spaced values of p in [0, 1].
+
+    Returns:
+        ``(p, values, thresholds, rows)``: ``p`` float64 ``[points]``; ``values`` gamma -> ``g(p, gamma)``
+        float64 ``[points]``; ``thresholds`` gamma -> :func:`p_threshold` (gammas > 0 only: ``g(p, 0) = 1 - p``
+        never crosses 1); ``rows`` a tidy table, one row per gamma and p: ``gamma, p, g, p_threshold``.
+
+    Raises:
+        InputError: no gamma, a gamma that is negative or not finite, or ``points < 2``.
+    """
+    if not gammas:
+        raise InputError("give at least one gamma")
+    if points < 2:
+        raise InputError(f"points (values of p) must be >= 2, got {points}")
+    if any(g < 0 or not math.isfinite(g) for g in gammas):
+        raise InputError(f"gammas must be finite and >= 0, got {list(gammas)}")
+    p = np.linspace(0.0, 1.0, points)
+    values = {float(g): np.asarray(g_factor(p, float(g))) for g in gammas}
+    thresholds = {float(g): p_threshold(float(g)) for g in gammas if g > 0}
+    rows = [
+        {"gamma": g, "p": float(pi), "g": float(gi), "p_threshold": thresholds.get(g)}
+        for g, v in values.items()
+        for pi, gi in zip(p, v)
+    ]
+    return p, values, thresholds, rows

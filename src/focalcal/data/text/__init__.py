@@ -20,7 +20,7 @@ from .base import FIT_ON, TEXT_DATASET_FACTS, TextDatasetFacts, TextSplit, TextS
 from .newsgroups import NewsgroupsPosts, load_20newsgroups, read_newsgroups, strip_header
 from .sst import UNK_WORD, PTBTree, load_sst, parse_ptb_tree, read_sst
 from .tokenizer import KERAS_FILTERS, PAD_WORD, Tokenizer, pad_sequences, text_to_word_sequence
-from .user import load_text_file, load_text_folder, read_text_file, read_text_folder
+from .user import TextOptions, load_text_file, load_text_folder, read_text_file, read_text_folder
 from .vectors import (
     GLOVE_PACKAGES,
     EmbeddingRecord,
@@ -69,6 +69,7 @@ __all__ = [
     "NewsgroupsPosts",
     "PTBTree",
     "TextDatasetFacts",
+    "TextOptions",
     "TextSplit",
     "TextSplits",
     "Tokenizer",

@@ -20,6 +20,8 @@ from __future__ import annotations
 import csv
 import json
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +30,48 @@ import numpy as np
 from ...errors import DataError
 from .base import TextSplits, seeded_permutation, sequence_splits
 
-__all__ = ["load_text_file", "load_text_folder", "read_text_file", "read_text_folder"]
+__all__ = ["TextOptions", "load_text_file", "load_text_folder", "read_text_file", "read_text_folder"]
 
 TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t"}
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
+
+
+@dataclass(frozen=True)
+class TextOptions:
+    """The tokenizer, split and reading keywords that :func:`load_text_folder` and :func:`load_text_file` share;
+    each loader takes them as keyword arguments (``load_text_folder(root, maxlen=200, val_size=0.2)``).
+
+    Attributes:
+        num_words: keep word ids ``< num_words`` (the ``num_words - 1`` most frequent words); ``None``: every word.
+        maxlen: ids per document: longer documents keep their last ``maxlen`` ids, shorter ones are padded with 0
+            at the front.
+        fit_on: ``"train"``: the word index counts the training documents only; ``"all"``: every document, test
+            included (as :func:`~focalcal.data.text.load_20newsgroups`).
+        seed: the shuffle's seed (numpy's ``RandomState``; see the module docstring).
+        val_size: validation documents taken from the training ones: a count (int) or a fraction (float).
+        test_size: without a given test split, the test documents: a count or a fraction of all documents.
+        encoding: the files' text encoding (a Python codec name).
+    """
+
+    num_words: int | None = 20000
+    maxlen: int = 1000
+    fit_on: str = "train"
+    seed: int = 1
+    val_size: int | float = 0.1
+    test_size: int | float = 0.2
+    encoding: str = "utf-8"
+
+    @classmethod
+    def from_keywords(cls, loader: str, options: Mapping[str, Any]) -> TextOptions:
+        """The options given to ``loader`` as keywords; an unknown keyword is a :class:`DataError` naming the
+        valid ones."""
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(options) - set(names))
+        if unknown:
+            raise DataError(
+                f"{loader} has no option {', '.join(map(repr, unknown))}; its options are {', '.join(names)}"
+            )
+        return cls(**options)
 
 
 def _decode(data: bytes, encoding: str, where: str) -> str:
@@ -195,56 +235,41 @@ def _finish(
     labels: np.ndarray,
     idx: dict[str, np.ndarray],
     meta: dict[str, Any],
-    *,
-    fit_on: str,
-    num_words: int | None,
-    maxlen: int,
-    seed: int,
+    opts: TextOptions,
 ) -> TextSplits:
     splits, tokenizer, tokenizer_meta = sequence_splits(
-        texts, labels, idx, fit_on=fit_on, num_words=num_words, maxlen=maxlen
+        texts, labels, idx, fit_on=opts.fit_on, num_words=opts.num_words, maxlen=opts.maxlen
     )
     meta = {
         **meta,
         "identity": None,
         "tokenizer": tokenizer_meta,
-        "split": {**meta.get("split", {}), "seed": seed, "sizes": {k: len(v) for k, v in idx.items()}},
+        "split": {**meta.get("split", {}), "seed": opts.seed, "sizes": {k: len(v) for k, v in idx.items()}},
         "special": 1,
         "embedding_oov": "zeros",
     }
     return TextSplits(name, classes, splits["train"], splits["val"], splits["test"], tokenizer.vocabulary(), meta)
 
 
-def load_text_folder(
-    root: str | os.PathLike,
-    *,
-    num_words: int | None = 20000,
-    maxlen: int = 1000,
-    fit_on: str = "train",
-    seed: int = 1,
-    val_size: int | float = 0.1,
-    test_size: int | float = 0.2,
-    encoding: str = "utf-8",
-    suffix: str = ".txt",
-) -> TextSplits:
+def load_text_folder(root: str | os.PathLike, *, suffix: str = ".txt", **options: Any) -> TextSplits:
     """A folder of class folders of text files, as token-id sequences (``textfolder``; module docstring).
 
     Args:
         root: ``<root>/{train,test}/<class>/*.txt`` or ``<root>/<class>/*.txt``.
-        num_words, maxlen, fit_on: the tokenizer (see :func:`~focalcal.data.text.load_20newsgroups`).
-        seed: the shuffle's seed.
-        val_size: validation documents taken from the training ones: a count (int) or a fraction (float).
-        test_size: for a single folder, the test documents: a count or a fraction of all documents.
-        encoding: the files' text encoding.
         suffix: the document files' ending.
+        **options: the keywords of :class:`TextOptions`, each with its default and meaning there: the tokenizer
+            (``num_words`` 20000, ``maxlen`` 1000, ``fit_on`` ``"train"``), the split (``seed`` 1, ``val_size``
+            0.1, ``test_size`` 0.2: used for a single folder only) and the files' ``encoding`` (``"utf-8"``).
 
     Returns:
         :class:`TextSplits` named ``"textfolder"`` (inputs int64 ``[N, maxlen]``).
 
     Raises:
         DataError: missing folder, no class folders, an empty class folder, an undecodable file (each named),
-            train / test with different classes, or split sizes that leave no training data.
+            train / test with different classes, split sizes that leave no training data, or an unknown option.
     """
+    opts = TextOptions.from_keywords("textfolder", options)
+    encoding, seed, val_size, test_size = opts.encoding, opts.seed, opts.val_size, opts.test_size
     root = Path(root).expanduser()
     if (root / "train").is_dir() and (root / "test").is_dir():
         classes, train_texts, train_labels = read_text_folder(root / "train", encoding=encoding, suffix=suffix)
@@ -262,9 +287,7 @@ def load_text_folder(
         idx = _holdout(len(texts), 0, seed, val_size, test_size, str(root))
         split = {"method": "one folder shuffled; test = last test_size, val = the val_size before, train = the rest"}
     meta = {"source": str(root), "reading": f"{encoding} files *{suffix}", "split": split}
-    return _finish(
-        "textfolder", classes, texts, labels, idx, meta, fit_on=fit_on, num_words=num_words, maxlen=maxlen, seed=seed
-    )
+    return _finish("textfolder", classes, texts, labels, idx, meta, opts)
 
 
 def load_text_file(
@@ -273,13 +296,7 @@ def load_text_file(
     *,
     text_column: str = "text",
     label_column: str = "label",
-    num_words: int | None = 20000,
-    maxlen: int = 1000,
-    fit_on: str = "train",
-    seed: int = 1,
-    val_size: int | float = 0.1,
-    test_size: int | float = 0.2,
-    encoding: str = "utf-8",
+    **options: Any,
 ) -> TextSplits:
     """Labelled texts from a CSV / TSV / JSON-lines file, as token-id sequences (``textfile``; module docstring).
 
@@ -287,15 +304,18 @@ def load_text_file(
         train: the training file, or the only file (then split with ``seed``).
         test: the test file, or ``None``.
         text_column, label_column: the columns (CSV header names, JSON keys) of the text and the label.
-        num_words, maxlen, fit_on, seed, val_size, test_size, encoding: as :func:`load_text_folder`.
+        **options: the keywords of :class:`TextOptions`, as :func:`load_text_folder` (``test_size``: used
+            without a test file only).
 
     Returns:
         :class:`TextSplits` named ``"textfile"``; ``classes`` are the label values as strings.
 
     Raises:
         DataError: as :func:`read_text_file`, a test label that the training file lacks, a class with no
-            training document, or split sizes that leave no training data.
+            training document, split sizes that leave no training data, or an unknown option.
     """
+    opts = TextOptions.from_keywords("textfile", options)
+    encoding = opts.encoding
     texts, raw = read_text_file(train, text_column=text_column, label_column=label_column, encoding=encoding)
     n_test = 0
     if test is not None:
@@ -314,7 +334,7 @@ def load_text_file(
         raise DataError(f"{train} has {len(classes)} class ({', '.join(classes)}); classification needs two or more")
     index = {c: i for i, c in enumerate(classes)}
     labels = np.asarray([index[c] for c in raw], dtype=np.int64)
-    idx = _holdout(len(texts), n_test, seed, val_size, test_size, str(train))
+    idx = _holdout(len(texts), n_test, opts.seed, opts.val_size, opts.test_size, str(train))
     empty = [c for c in classes if not np.any(labels[idx["train"]] == index[c])]
     if empty:
         raise DataError(
@@ -332,6 +352,4 @@ def load_text_file(
         "reading": f"{encoding}; text column {text_column!r}, label column {label_column!r}",
         "split": split,
     }
-    return _finish(
-        "textfile", classes, texts, labels, idx, meta, fit_on=fit_on, num_words=num_words, maxlen=maxlen, seed=seed
-    )
+    return _finish("textfile", classes, texts, labels, idx, meta, opts)
