@@ -28,7 +28,7 @@ demo: setup
 	$(BIN)/focalcal demo --out runs/demo $(DEMO_ARGS)
 
 test: setup
-	$(BIN)/python -m pytest -q -n auto --dist loadgroup
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 # The paper's claims at CPU scale (docs/claims/claims.md): 27 runs, about 2 hours on 2 CPU cores; resumable.
 claims: setup

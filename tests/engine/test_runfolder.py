@@ -213,7 +213,7 @@ def _killer_args(train_args) -> list[str]:
     return args[: args.index("--out")] + args[args.index("--out") + 2 :]  # each run below names its own --out
 
 
-@pytest.fixture(scope="session")  # session: built once per worker, not again when its module is revisited
+@pytest.fixture(scope="session")  # session: built once per worker (the file runs on one worker: --dist loadfile)
 def uninterrupted_run(train_args, tmp_path_factory):
     """The uninterrupted run both SIGKILL tests compare with, trained once (in a process of its own, as theirs)."""
     ref = tmp_path_factory.mktemp("uninterrupted") / "ref"
@@ -222,7 +222,6 @@ def uninterrupted_run(train_args, tmp_path_factory):
     return ref
 
 
-@pytest.mark.xdist_group("uninterrupted_run")
 @pytest.mark.parametrize("mode", ["mid_write", "before_rename"])
 def test_sigkill_during_a_checkpoint_write_resumes_to_identical_weights(train_args, uninterrupted_run, tmp_path, mode):
     args = _killer_args(train_args)

@@ -68,7 +68,7 @@ def _table_csv(out, root):
     return list(csv.DictReader(open(out / "table.csv")))
 
 
-@pytest.fixture(scope="session")  # session: built once per worker, not again when its module is revisited
+@pytest.fixture(scope="session")  # session: built once per worker (the file runs on one worker: --dist loadfile)
 def reference_sweep(cifar_root, tmp_path_factory):
     """The uninterrupted sweep of CE and FL-3 (TINY), run once for both tests below: through submitit's local
     launcher where submitit is installed (one of them checks that launcher, the other compares a killed and
@@ -80,7 +80,6 @@ def reference_sweep(cifar_root, tmp_path_factory):
     return out
 
 
-@pytest.mark.xdist_group("reference_sweep")
 def test_a_killed_sweep_resumes_to_the_same_table(reference_sweep, cifar_root, tmp_path):
     ref = reference_sweep
     run = tmp_path / "run"
@@ -117,7 +116,6 @@ def test_dry_run_lists_what_each_job_needs(cifar_root, tmp_path, capsys):
     assert out.count("new") == 2 and "train --preset" in out and "ood" in out
 
 
-@pytest.mark.xdist_group("reference_sweep")
 def test_the_submitit_local_launcher_runs_the_same_jobs(reference_sweep):
     pytest.importorskip("submitit")
     for loss in ("ce", "fl3"):
