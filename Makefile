@@ -42,7 +42,7 @@ REPRO_TEXT ?= sst2,20newsgroups
 reproduce-text: setup
 	$(BIN)/focalcal sweep paper_text --only dataset=$(REPRO_TEXT) --seeds 1-3 --out runs/paper_text
 	$(BIN)/focalcal reproduction runs/paper_text --out docs/reproduction --overwrite \
-	  --not-run "20newsgroups=Not run here yet: one run takes about 70 minutes on this project's 2-core CPU (README, Speed), 27 runs about 31 hours; \`make reproduce-text\` runs them."
+	  --not-run "20newsgroups=Not run here yet: one run takes about 20 minutes on this project's 2-core CPU (README, Speed), 27 runs about 9 hours; \`make reproduce-text\` runs them."
 
 # Everything focalcal needs to know about a GPU, in at most ~8 minutes (README, Speed).
 gpu-check: setup
