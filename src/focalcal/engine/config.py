@@ -80,7 +80,9 @@ class TrainConfig:
       best validation accuracy, the first of equals; the report names the epoch), as the paper's text runs.
     - ``loss_normalization``: ``"mean"`` (the loss's own reduction over a batch's targets) or ``"per_sample"``
       (the loss summed over a batch's targets and divided by its samples: the SST protocol, each tree's loss
-      summed over its nodes, averaged over the trees of the batch; the loss's ``reduction`` must stay unset).
+      summed over its nodes, averaged over the trees of the batch; a batch term such as MMCE counts once per
+      tree, so its weight is relative to one tree's loss: :meth:`~focalcal.losses.base.CalibrationLoss.sum_per_sample`;
+      the loss's ``reduction`` must stay unset).
 
     Evaluation keys (defaults in :mod:`focalcal.defaults`): ``n_bins`` (15), ``bin_closed`` (``"left"``: bins
     ``[lo, hi)`` as torchmetrics, or ``"right"``: ``(lo, hi]`` as the authors' code), ``ts_method`` (the report's

@@ -552,11 +552,12 @@ class Trainer:
         cfg = self.config
         with autocast(self.device, self.amp):
             logits = self.step_model(x)
-        loss = self.loss_fn(logits, y)
         if cfg.loss_normalization == "per_sample":  # DDP's average of equal batches is the global per-sample mean
-            loss = loss / len(x)
-        elif getattr(self.loss_fn, "reduction", "mean") == "sum" and self.dist.enabled:
-            loss = loss * self.dist.world_size  # DDP averages gradients; a sum must stay a sum
+            loss = self.loss_fn.sum_per_sample(logits, y, len(x)) / len(x)
+        else:
+            loss = self.loss_fn(logits, y)
+            if getattr(self.loss_fn, "reduction", "mean") == "sum" and self.dist.enabled:
+                loss = loss * self.dist.world_size  # DDP averages gradients; a sum must stay a sum
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:

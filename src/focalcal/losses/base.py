@@ -177,13 +177,9 @@ class CalibrationLoss(nn.Module):
         """Loss of ``logits [N, K]`` against ``labels [N]``; see the class docstring."""
         with torch.autocast(device_type=logits.device.type, enabled=False):
             x, y, keep = self._prepare(logits, labels)
-            loss = self.per_sample_loss(x, y, keep)
-            extra = self.batch_term(x, y, keep)
+            loss, weights, extra = self._parts(x, y, keep)
             if extra is not None:
                 loss = loss + extra
-            weights = keep.to(torch.float32)
-            if self.alpha is not None:
-                weights = weights * self.alpha[y]
             weighted = torch.where(keep, weights * loss, torch.zeros_like(loss))
             if self.reduction == "none":
                 return weighted
@@ -192,6 +188,44 @@ class CalibrationLoss(nn.Module):
                 return total
             denom = weights.sum()
             return total / torch.where(denom > 0, denom, torch.ones_like(denom))
+
+    def sum_per_sample(self, logits: Tensor, labels: Tensor, samples: int) -> Tensor:
+        """The loss of a batch whose ``samples`` samples hold several targets each (an SST tree: one label
+        per node), summed so that dividing it by ``samples`` gives the per-sample loss:
+        ``sum_i w_i * l_i + samples * B``, a float32 scalar.
+
+        The per-target losses ``l_i`` are summed (each sample's loss is the sum over its targets), while a
+        batch term ``B`` (MMCE) counts once per sample, not once per target: divided by ``samples`` this is
+        ``mean over samples of the summed target losses + B``, the per-sample analogue of the ``"mean"``
+        reduction (``weighted mean of l_i + B``), so ``lam`` weighs MMCE against one sample's loss whatever
+        the number of targets. (``reduction="sum"`` would give ``B * sum_i w_i``: with ~37 labelled nodes
+        per SST tree, a weight ~37 times ``lam``.) The loss's own ``reduction`` is not used.
+
+        Raises:
+            InputError: ``samples`` is not a positive integer; the inputs as :meth:`forward`.
+
+        Example:
+            >>> import torch
+            >>> from focalcal.losses import build_loss
+            >>> loss = build_loss("ce", num_classes=3)
+            >>> logits, labels = torch.zeros(4, 3), torch.tensor([0, 1, 2, 0])
+            >>> round(float(loss.sum_per_sample(logits, labels, samples=2)) / 2, 4)  # 2 targets a sample
+            2.1972
+        """
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+            raise InputError(f"samples must be a positive integer (the batch's samples), got {samples!r}")
+        with torch.autocast(device_type=logits.device.type, enabled=False):
+            x, y, keep = self._prepare(logits, labels)
+            loss, weights, extra = self._parts(x, y, keep)
+            total = torch.where(keep, weights * loss, torch.zeros_like(loss)).sum()
+            return total if extra is None else total + samples * extra
+
+    def _parts(self, x: Tensor, y: Tensor, keep: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Per-row losses ``[N]``, row weights ``[N]`` (``keep`` times ``alpha``) and the batch term (or None)."""
+        weights = keep.to(torch.float32)
+        if self.alpha is not None:
+            weights = weights * self.alpha[y]
+        return self.per_sample_loss(x, y, keep), weights, self.batch_term(x, y, keep)
 
     def extra_repr(self) -> str:
         parts = [f"num_classes={self.num_classes}", f"reduction={self.reduction!r}"]
