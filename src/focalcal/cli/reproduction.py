@@ -25,6 +25,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument(
         "--overwrite", action="store_true", help="replace an earlier page in --out (its text/ export and text.md)"
     )
+    c.add_argument(
+        "--drop-earlier",
+        action="store_true",
+        help="build the page from RUNS alone (default: an earlier export's runs that RUNS hold no run of are kept)",
+    )
     add_key_values_arg(
         c, "--not-run", "what the page says for a data set without runs (repeatable)", metavar="DATASET=WHY"
     )
@@ -33,7 +38,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     not_run = dict(item.split("=", 1) for item in args.not_run if "=" in item)
-    result = write_text_page(args.runs, args.out, overwrite=args.overwrite, not_run=not_run)
+    result = write_text_page(
+        args.runs, args.out, overwrite=args.overwrite, not_run=not_run, keep_earlier=not args.drop_earlier
+    )
+    if result["kept"]:
+        print(
+            f"focalcal reproduction: kept {len(result['kept'])} runs of the earlier export that the runs given do "
+            f"not hold ({', '.join(result['kept'][:4])}{' ...' if len(result['kept']) > 4 else ''}; --drop-earlier "
+            "leaves them out)",
+            file=sys.stderr,
+        )
     for line in result["skipped"]:
         print(f"focalcal reproduction: skipped {line}", file=sys.stderr)
     for claim in result["claims"]:
