@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from focalcal.data.registry import DATASETS
 from focalcal.data.text import (
     TEXT_DATASETS,
     load_20newsgroups,
@@ -24,6 +25,7 @@ from focalcal.data.text import (
     parse_ptb_tree,
 )
 from focalcal.data.trees import Trees
+from focalcal.engine import TrainConfig
 from focalcal.errors import DataError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -371,3 +373,19 @@ def test_load_text_dataset_names():
     assert TEXT_DATASETS == ("20newsgroups", "sst2", "sst5", "textfolder", "textfile")
     with pytest.raises(DataError, match="unknown text dataset 'imdb'; choose one of: 20newsgroups"):
         load_text_dataset("imdb")
+
+
+def test_20newsgroups_split_seed_draws_the_split(tmp_path):
+    """The run's split_seed is the 20 Newsgroups shuffle's seed (1: the paper's split), not ignored."""
+    _write_posts(tmp_path / "20_newsgroups", {"a.group": 6, "b.group": 6})
+    options = {"verify": False, "val_size": 2, "test_fraction": 0.25, "num_words": None, "maxlen": 8}
+    entry = DATASETS.entry("20newsgroups")
+    tests = {}
+    for seed in (1, 2):
+        config = TrainConfig(dataset="20newsgroups", model="gpcnn", data_dir=str(tmp_path), split_seed=seed)
+        got = entry.factory(config, word_vectors=False, **options)
+        want = load_20newsgroups(tmp_path, seed=seed, **options)
+        assert torch.equal(got.test_inputs, want.test.inputs) and torch.equal(got.val_labels, want.val.labels)
+        assert want.meta["split"]["seed"] == seed
+        tests[seed] = got.test_inputs
+    assert not torch.equal(tests[1], tests[2])  # another seed, another split

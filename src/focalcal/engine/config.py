@@ -56,8 +56,10 @@ class TrainConfig:
     Protocol keys (changing one changes what is trained): ``dataset``, ``image_size``, ``model``,
     ``model_options``, ``loss``, ``loss_options``, ``epochs``, ``batch_size``, ``lr``, ``momentum``,
     ``nesterov``, ``weight_decay``, ``milestones`` (None: the paper's 150/250 of 350 scaled to ``epochs``),
-    ``lr_gamma``, ``grad_clip`` (None or 0: off), ``seed``, ``split_seed``, ``val_size`` (an int count or a
-    float fraction in (0, 1) of the official train split), ``train_size``, ``test_size``, ``augment``.
+    ``lr_gamma``, ``grad_clip`` (None or 0: off), ``seed``, ``split_seed`` (the validation hold-out and any
+    subset; 20 Newsgroups: the shuffle of its whole train / validation / test split, 1 the paper's),
+    ``val_size`` (an int count or a float fraction in (0, 1) of the official train split), ``train_size``,
+    ``test_size``, ``augment``.
 
     Protocol keys for other data and protocols (the defaults keep the image protocol above):
 
