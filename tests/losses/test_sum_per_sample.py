@@ -85,5 +85,6 @@ def test_per_sample_training_step_weighs_mmce_against_one_trees_loss(tmp_path):
     assert y.shape[0] > 2 * len(x)  # several labelled nodes a tree
     loss, logits = trainer._step(x, y, params)
     logits = logits.detach().float()
+    assert mmce_w_reference(logits, y) > 1e-2  # large enough to tell once per tree from once per node
     want = (float(F.cross_entropy(logits, y, reduction="sum")) + len(x) * mmce_w_reference(logits, y)) / len(x)
     assert float(loss.detach()) == pytest.approx(want, rel=1e-4)

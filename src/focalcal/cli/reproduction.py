@@ -23,7 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("runs", nargs="+", help="run folders, sweep roots or glob patterns (e.g. runs/paper_text)")
     c.add_argument("--out", type=Path, default=Path("docs/reproduction"), help="output folder (docs/reproduction)")
     c.add_argument(
-        "--overwrite", action="store_true", help="replace an earlier page in --out (its text/ export and text.md)"
+        "--overwrite",
+        action="store_true",
+        help="rewrite an earlier page in --out (its text/ export and text.md; see --drop-earlier)",
     )
     c.add_argument(
         "--drop-earlier",

@@ -220,8 +220,8 @@ class Trainer:
         # labels come from the data pipeline (always in [0, K)): skip the loss's per-step label check,
         # which would cost a host-device sync per step on CUDA
         options = {"validate": False, **config.loss_options}
-        if config.loss_normalization == "per_sample":  # summed over a batch's targets, divided by its samples
-            options["reduction"] = "sum"
+        if config.loss_normalization == "per_sample":  # the step uses loss_fn.sum_per_sample; "sum" says so in
+            options["reduction"] = "sum"  # the loss's repr and keeps the logged loss per sample (_train_epoch)
         self.loss_fn = build_loss(config.loss, num_classes=self.data.training_classes, **options)
         self.loss_fn.to(self.device)
         if getattr(self.loss_fn, "needs_validation", False) and self.data.training_classes != self.data.num_classes:
@@ -572,7 +572,8 @@ class Trainer:
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
         # loss_sum accumulates the loss summed over targets (an image, a labelled tree node); per_sample divides
-        # each batch's sum by its samples (trees) for the step, so the logged loss is per sample, else per target
+        # each batch's sum (targets' losses + samples x a batch term such as MMCE) by its samples (trees) for the
+        # step, so the logged loss is per sample, else per target
         per_sample = cfg.loss_normalization == "per_sample"
         per_batch_mean = not per_sample and getattr(loss_fn, "reduction", "mean") == "mean"
         n_targets = n_samples = 0

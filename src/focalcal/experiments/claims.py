@@ -459,22 +459,26 @@ def export_summaries(tables: Tables, dest, *, overwrite: bool = False, sources: 
         InputError: see :func:`_check_destination`; two runs of one experiment with one seed.
     """
     dest = Path(dest)
-    _remove_export(dest, _check_destination(tables, dest, sources=sources, overwrite=overwrite))
-    out = []
+    earlier = _check_destination(tables, dest, sources=sources, overwrite=overwrite)
+    targets = []  # every target checked before anything is removed
     for (dataset, model, label), runs in tables.groups.items():
         slug = re.sub(r"[^A-Za-z0-9.=,+-]+", "_", label).strip("_")
         for r in runs:
             target = dest / dataset / model / slug / f"seed{r.seed}"
-            if target in out:
+            if target in (t for t, _ in targets):
                 raise InputError(f"two runs of {dataset}/{model} {label} have seed {r.seed}; give one run per seed")
-            for name in SUMMARY_FILES:
-                atomic_write_text(target / name, (r.path / name).read_text())
-            if r.ood:
-                ood = json.loads(json.dumps(r.ood))
-                for entry in ood["sets"].values():
-                    entry["roc"] = {"entropy": entry["roc"]["entropy"]} if "roc" in entry else {}
-                atomic_write_text(target / OOD, json.dumps(ood, indent=1) + "\n")
-            out.append(target)
+            targets.append((target, r))
+    _remove_export(dest, earlier)
+    out = []
+    for target, r in targets:
+        for name in SUMMARY_FILES:
+            atomic_write_text(target / name, (r.path / name).read_text())
+        if r.ood:
+            ood = json.loads(json.dumps(r.ood))
+            for entry in ood["sets"].values():
+                entry["roc"] = {"entropy": entry["roc"]["entropy"]} if "roc" in entry else {}
+            atomic_write_text(target / OOD, json.dumps(ood, indent=1) + "\n")
+        out.append(target)
     return out
 
 

@@ -62,6 +62,8 @@ DEPARTURES = (
     "- Where the paper is silent we follow the authors' text code: FLSD-53 switches at p = 0.19 on 20 "
     "Newsgroups (0.2 kept on SST), FLSc-531 switches at epochs 14/35 of 50 and 3/7 of 25, MMCE's weight is 2 "
     "on 20 Newsgroups (they tried 2 and 8) and 1 on SST; 20 Newsgroups keeps its last partial batch.",
+    "- SST's out-of-vocabulary word vectors are drawn once (seed 0) and are the same in every run (the "
+    "authors' code set no seed): our intervals leave out that source of variation.",
     "- SST batches: a batch's loss is divided by the trees it holds (the authors divide by 25 always, which "
     "weighs the last batch of 20 trees by 0.8). MMCE is added once per tree with weight 1 (the authors' SST "
     "loss has no weight), normalised once as Kumar et al. define it (the authors' weighted MMCE code "
@@ -279,14 +281,17 @@ def _table_markdown(rows: list[dict[str, Any]], extra_note: bool) -> str:
 
 
 def _precision(runs: Sequence[RunResult]) -> str:
-    """How the runs trained: float32 (as the paper), bfloat16 autocast, or a mix (``training_precision``)."""
-    amp = {bool((r.report.get("training_precision") or {}).get("amp")) for r in runs}
+    """How the runs trained (their reports' ``training_precision``): float32 as the paper, bfloat16 autocast,
+    a mix, or unrecorded."""
+    amp = {(r.report.get("training_precision") or {}).get("amp") for r in runs}
+    if None in amp:
+        return "trained in an unrecorded precision (some or all runs)"
     if amp == {False}:
         return "trained in float32 (as the paper)"
     mixed = "" if amp == {True} else " (some runs; the others in float32)"
     return (
-        f"trained under bfloat16 autocast{mixed}, the precision measured fastest on this CPU (the paper: float32; "
-        "`--no-amp` trains in float32), evaluated in float32"
+        f"trained under bfloat16 autocast{mixed}, the precision focalcal measured fastest on the training machine "
+        "(the paper: float32; `--no-amp` trains in float32), evaluated in float32"
     )
 
 
@@ -363,26 +368,28 @@ def text_page(tables: Tables, *, not_run: dict[str, str] | None = None) -> str:
     return "\n".join(parts)
 
 
-def _earlier_runs_to_keep(export: Path, source: Tables, into: Path) -> list[str]:
-    """Copy the runs of an earlier ``export`` that ``source`` has no run of (same data set, model, loss and
-    seed) to ``into``; returns them as ``dataset/model/loss seedN`` lines."""
+def _earlier_runs_to_keep(export: Path, source: Tables, into: Path) -> tuple[list[str], list[str]]:
+    """Copy to ``into`` the runs of an earlier ``export`` whose experiment (data set, model and loss) ``source``
+    has no run of at all; returns ``(kept, skipped)``: ``dataset/model/loss seedN`` lines, and the earlier runs
+    that could not be read (left out, never silently). An experiment with runs in ``source`` takes its seeds
+    from there only: old and new seeds of one experiment are never mixed."""
     try:
         earlier = build([str(export)], bootstrap=False)
-    except InputError:  # an export with no evaluated run keeps nothing
-        return []
-    have = {(ds, m, label, r.seed) for (ds, m, label), runs in source.groups.items() for r in runs}
+    except InputError as exc:  # an export with no evaluated run keeps nothing
+        return [], [f"the earlier export: {exc}"]
+    given = {(r.dataset, r.model, r.label) for runs in source.groups.values() for r in runs}
     kept = []
-    for (ds, m, label), runs in earlier.groups.items():
+    for runs in earlier.groups.values():
         for r in runs:
-            if (ds, m, label, r.seed) in have:
+            if (r.dataset, r.model, r.label) in given:
                 continue
             target = into / r.path.relative_to(export)
             target.mkdir(parents=True)
             for name in EXPORT_FILES:
                 if (r.path / name).is_file():
                     shutil.copyfile(r.path / name, target / name)
-            kept.append(f"{ds}/{m}/{label} seed{r.seed}")
-    return kept
+            kept.append(f"{r.dataset}/{r.model}/{r.label} seed{r.seed}")
+    return kept, [f"the earlier export: {line}" for line in earlier.skipped]
 
 
 def write_text_page(
@@ -396,11 +403,12 @@ def write_text_page(
     """Export the runs' summaries to ``out/text/``, rebuild every number from them, and write
     ``out/text.md``. Returns ``{"tables", "claims", "skipped", "kept"}``.
 
-    Runs of an earlier export that ``patterns`` hold no run of (same data set, model, loss and seed) are kept
-    (``kept`` names them), so a page regenerated from part of the runs -- one data set, or a fresh clone with
-    new runs only -- never loses the committed rest; a run in ``patterns`` replaces its earlier export.
-    ``keep_earlier=False`` builds the page from ``patterns`` alone. Nothing is removed but an earlier export
-    of this page (with ``overwrite``); the export never holds or lies inside a run it reads.
+    The runs of an earlier export whose experiment (data set, model and loss) ``patterns`` hold no run of are
+    kept (``kept`` names them; an earlier run that cannot be read is named in ``skipped``), so a page
+    regenerated from part of the runs -- one data set, or a fresh clone with new runs only -- never loses the
+    committed rest; an experiment with runs in ``patterns`` is taken from there alone, so old and new seeds
+    are never mixed. ``keep_earlier=False`` builds the page from ``patterns`` alone. Nothing is removed but an
+    earlier export of this page (with ``overwrite``); the export never holds or lies inside a run it reads.
 
     Raises:
         InputError: no evaluated run; ``out/text`` holds files an export does not write, or would hold a run
@@ -419,11 +427,14 @@ def write_text_page(
         )
     if (page.exists() or earlier) and not overwrite:
         raise InputError(f"{out} holds an earlier text page; pass --overwrite to replace it (nothing was changed)")
+    kept, skipped = [], list(source.skipped)
     with tempfile.TemporaryDirectory(prefix="focalcal-text-") as tmp:
-        kept = _earlier_runs_to_keep(out / EXPORT, source, Path(tmp)) if keep_earlier and earlier else []
+        if keep_earlier and earlier:
+            kept, unread = _earlier_runs_to_keep(out / EXPORT, source, Path(tmp))
+            skipped += unread
         if kept:
             source = build([*patterns, tmp], bootstrap=False)
         export_summaries(source, out / EXPORT, overwrite=overwrite, sources=given)
     tables = build([str(out / EXPORT)], bootstrap=False)  # every number on the page comes from the export
     atomic_write_text(page, text_page(tables, not_run=not_run))
-    return {"tables": tables, "claims": text_claims(tables), "skipped": source.skipped, "kept": kept}
+    return {"tables": tables, "claims": text_claims(tables), "skipped": skipped, "kept": kept}

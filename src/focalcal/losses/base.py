@@ -18,7 +18,9 @@ Let ``l_i`` be the per-sample loss of row ``i``, ``B`` the batch term (0 for mos
   denominator. If no row is kept (or all kept weights are 0) the mean is 0 (torch returns NaN), so a fully
   ignored batch cannot poison training.
 
-Hence ``mean = weighted mean of l_i + B`` and ``sum = weighted sum of l_i + B * sum_i w_i``.
+Hence ``mean = weighted mean of l_i + B`` and ``sum = weighted sum of l_i + B * sum_i w_i``. Where a sample
+holds several targets (an SST tree: one label per node), :meth:`CalibrationLoss.sum_per_sample` gives
+``weighted sum of l_i + B * samples``: the batch term once per sample, not once per target.
 """
 
 from __future__ import annotations

@@ -76,9 +76,10 @@ class MMCELoss(CalibrationLoss):
     undefined (all kept rows correct, or all wrong) the term is 0 with zero gradient, as in the authors'
     code. The MMCE is a batch statistic: it is added to every kept row's CE (see
     ``focalcal.losses.base``), so reduction "mean" gives ``mean CE + lam * MMCE`` -- Kumar et al.'s
-    per-batch objective -- and "sum" gives ``sum CE + lam * N_kept * MMCE``. Where a sample holds several
-    targets (an SST tree, one label per node), the engine's per-sample normalisation counts the MMCE once per
-    sample instead (:meth:`~focalcal.losses.base.CalibrationLoss.sum_per_sample`).
+    per-batch objective -- and "sum" gives ``sum_i w_i CE_i + lam * sum_i w_i * MMCE``
+    (``w_i``: 1 on kept rows, or ``alpha``). Where a sample holds several targets (an SST tree, one label per
+    node), the engine's per-sample normalisation counts the MMCE once per sample instead
+    (:meth:`~focalcal.losses.base.CalibrationLoss.sum_per_sample`).
 
     Known difference from the authors' code: their weighted MMCE averages each kernel block with
     ``torch.mean`` *and* divides it again by ``m^2`` / ``w^2`` / ``m w``; this implementation normalises
