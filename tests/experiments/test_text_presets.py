@@ -59,3 +59,19 @@ def test_a_dataset_mapping_must_cover_every_dataset(monkeypatch):
     monkeypatch.setattr(presets, "_packaged", fake)
     with pytest.raises(ConfigError, match="axes.model as a mapping must give every dataset"):
         presets.load_family("paper_text")
+
+
+def test_make_reproduce_text_plans_the_central_losses_first_then_the_rest(tmp_path):
+    """The two sweeps of ``make reproduce-text``: CE, FL-3 and FLSD-53 (18 runs), then all 54, in the run-folder
+    layout the page reads; text runs have no OOD step."""
+    from focalcal.experiments.sweep import plan
+
+    datasets = {"dataset": ["sst2", "20newsgroups"]}
+    first = plan("paper_text", [1, 2, 3], tmp_path, only={**datasets, "loss": ["ce", "fl3", "flsd53"]})
+    assert len(first) == 18 and {j.experiment.split("/")[-1] for j in first} == {"ce", "fl3", "flsd53"}
+    assert [j.experiment.split("/")[1] for j in first[:9]] == ["sst2"] * 9  # SST first: minutes a run
+    job = next(j for j in first if j.experiment.endswith("20newsgroups/gpcnn/flsd53") and j.seed == 2)
+    assert job.run_dir == str(tmp_path / "20newsgroups" / "gpcnn" / "flsd53" / "seed2")
+    everything = plan("paper_text", [1, 2, 3], tmp_path, only=datasets)
+    assert len(everything) == 54 and {j.name for j in first} < {j.name for j in everything}
+    assert all(j.ood == () for j in everything)
