@@ -87,3 +87,27 @@ def test_claim_one_row_recomputed_by_hand():
     expected = "holds" if high < 0 else ("fails" if low > 0 else "not shown")
     assert row["verdict"] == expected
     assert not math.isnan(mean)
+
+
+def test_claim_three_no_higher_error_is_not_refuted_when_the_interval_holds_zero():
+    """Claim 3 (no higher test error), FL-3 - CE: by hand; an interval containing 0 does not refute it."""
+    ce, fl3 = _reports("CE"), _reports("FL-3")
+    seeds = sorted(set(ce) & set(fl3))
+    mean, low, high = _t_interval(
+        [100 * (fl3[s]["test"]["before"]["error"] - ce[s]["test"]["before"]["error"]) for s in seeds]
+    )
+    row = next(r for r in _rows(PAGE / "claims.csv") if r["claim"] == "3" and r["what"] == "FL-3 - CE, test error")
+    assert float(row["mean"]) == pytest.approx(mean, abs=1e-9) and float(row["high"]) == pytest.approx(high, abs=1e-9)
+    expected = (
+        "holds (lower error)" if high < 0 else ("fails" if low > 0 else "not refuted (no significant difference)")
+    )
+    assert row["verdict"] == expected
+
+
+def test_committed_page_is_what_the_claims_command_writes_from_its_export(tmp_path):
+    """The committed claims.md / claims.csv are not stale: the current code writes them again from the export."""
+    assert main(["claims", str(PAGE / "runs"), "--out", str(tmp_path)]) == 0
+    for name in ("claims.md", "claims.csv"):
+        assert (tmp_path / name).read_text() == (PAGE / name).read_text(), (
+            f"docs/claims/{name} is stale: run make claims"
+        )

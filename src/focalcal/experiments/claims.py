@@ -256,9 +256,13 @@ def evaluate_claims(tables: Tables) -> list[Claim]:
     for r in rows:  # "without higher error": only a significant increase refutes it
         if r["n"] >= MIN_SEEDS:
             r["verdict"] = {"fails": "fails", "holds": "holds (lower error)"}.get(
-                r["verdict"], "holds (no significant difference)"
+                r["verdict"], "not refuted (no significant difference)"
             )
-    verdict3 = _summary(rows) if not rows else ("fails" if any(r["verdict"] == "fails" for r in rows) else "holds")
+    verdict3 = _summary(rows)
+    if rows:  # the claim holds where focal's error is lower; a difference not shown does not refute it
+        verdicts = {r["verdict"] for r in rows}
+        lower = verdicts == {"holds (lower error)"}
+        verdict3 = "fails" if "fails" in verdicts else ("holds" if lower else "not refuted")
     if rows and any(r["n"] < MIN_SEEDS for r in rows):
         verdict3 = f"not shown (fewer than {MIN_SEEDS} seeds: no interval)"
     if focal:
@@ -603,7 +607,8 @@ def write_page(
             "the range the difference can take ([-100, 100] points for errors, calibration errors and AUROC; a rise "
             f"of the NLL from its minimum is >= 0); below {MIN_SEEDS} seeds there is no interval and no verdict. "
             "**holds**: the interval lies on the side the paper claims; **not shown**: it contains 0; **fails**: it "
-            "lies on the other side. Calibration errors and AUROC in percentage points.",
+            "lies on the other side; **not refuted**: a claim of no higher error (claim 3) whose interval contains 0. "
+            "Calibration errors and AUROC in percentage points.",
             "",
             claims_markdown(claims, len(seeds)),
             "",
