@@ -218,3 +218,14 @@ def test_setup_says_how_the_runs_trained(runs, tmp_path):
     write_text_page([str(runs)], tmp_path / "docs", overwrite=True)
     assert "trained in an unrecorded precision" in (tmp_path / "docs" / "text.md").read_text()
     assert len(tables.groups) == 4
+
+
+def test_committed_text_page_is_what_the_command_writes_from_its_export(tmp_path):
+    """docs/reproduction/text.md is not stale: the current code writes it again from the committed export."""
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parents[2] / "docs" / "reproduction"
+    write_text_page([str(docs / "text")], tmp_path)
+    assert (tmp_path / "text.md").read_text() == (docs / "text.md").read_text(), (
+        "docs/reproduction/text.md is stale: regenerate it (make reproduce-text)"
+    )
