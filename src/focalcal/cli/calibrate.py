@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "calibrate",
         help="calibrate any model's saved validation/test outputs (logits or probabilities), no training",
         description="Fit every post-hoc calibrator on the validation outputs, report each metric before/after "
-        "each on the test outputs with bootstrap 95%% intervals, and save as JSON the calibrator chosen by the "
+        "each on the test outputs with bootstrap 95% intervals, and save as JSON the calibrator chosen by the "
         "one-standard-error rule on 5-fold cross-validated NLL on validation (the simplest calibrator whose mean CV "
         "NLL is within one standard error over the folds of the lowest; --choose forces one). With --apply, "
         "calibrate new outputs with a saved calibrator. "

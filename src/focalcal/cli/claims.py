@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "claims",
         help="measure the paper's claims on runs over seeds and write a results page",
         description="Export the runs' summaries (config, log, report, OOD results) to OUT/runs, rebuild every "
-        "number from them, and write OUT/claims.md with the claims table (paired differences over seeds, 95%% "
+        "number from them, and write OUT/claims.md with the claims table (paired differences over seeds, 95% "
         "intervals), the paper's tables and Figs. 2-7.",
     )
     c.add_argument("runs", nargs="+", help="run folders, sweep roots or glob patterns (e.g. runs/cpu)")

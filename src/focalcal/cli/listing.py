@@ -50,6 +50,9 @@ def run(args: argparse.Namespace) -> int:
         n = len(family_experiments(fam))
         print(f"  {fam:22s} {n} experiments: {f.description}")
         for axis, values in f.axes.items():
-            names = [v if isinstance(v, str) else v.get("key", v["name"]) for v in values]
-            print(f"  {'':22s}   {axis}: {', '.join(names)}")
+            if isinstance(values, dict):  # per dataset (the text family: each data set has its own model)
+                shown = "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in values.items())
+            else:
+                shown = ", ".join(v if isinstance(v, str) else v.get("key", v["name"]) for v in values)
+            print(f"  {'':22s}   {axis}: {shown}")
     return 0

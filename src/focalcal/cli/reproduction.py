@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "reproduction",
         help="set text runs beside the paper's published numbers and write a results page",
         description="Export the runs' summaries to OUT/text, rebuild every number from them, and write "
-        f"OUT/{PAGE}: per data set and loss, the mean over seeds with a 95%% interval of test error, ECE before "
+        f"OUT/{PAGE}: per data set and loss, the mean over seeds with a 95% interval of test error, ECE before "
         "and after temperature scaling, T, AdaECE, Classwise-ECE and NLL, beside the paper's number and whether "
         "it lies inside; then the paper's text claims as paired differences over seeds.",
     )

@@ -96,11 +96,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--weight-decay", type=float)
     t.add_argument("--grad-clip", type=float, help="gradient-norm clip (default 2, the paper's); 0 disables it")
     t.add_argument("--seed", type=int)
-    t.add_argument("--train-size", type=int, help="train on a subset of this many images")
+    t.add_argument("--train-size", type=int, help="train on a subset of this many samples (images, documents)")
     t.add_argument(
         "--val-size",
         type=count_or_fraction,
-        help="validation images held out of train: a count (e.g. 5000) or a fraction below 1 (e.g. 0.1)",
+        help="validation samples held out of train: a count (e.g. 5000) or a fraction below 1 (e.g. 0.1)",
     )
     t.add_argument("--test-size", type=int, help="evaluate on a seeded subset of the test split")
     t.add_argument("--image-size", type=int, help="resize image-folder images to this square size")
@@ -129,12 +129,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument(
         "--dynamics-train-size",
         type=int,
-        help="un-augmented train images of each dynamics pass (0: off)",
+        help="un-augmented train samples of each dynamics pass (0: off)",
     )
     t.add_argument(
         "--dynamics-test-size",
         type=int,
-        help="test images of each dynamics pass (default all; 0: off)",
+        help="test samples of each dynamics pass (default all; 0: off)",
     )
     t.add_argument(
         "--dynamics-every",
@@ -176,7 +176,41 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         data_options["fit_on"] = args.fit_on
     if data_options:
         values["data_options"] = {**values.get("data_options", {}), **data_options}
+    if values.get("data_dir") and Path(values["data_dir"]).exists():  # evaluate works from any directory later
+        values["data_dir"] = str(Path(values["data_dir"]).resolve())
     return TrainConfig.from_dict(values)
+
+
+def text_defaults_note(args: argparse.Namespace, config: TrainConfig) -> str | None:
+    """A note when text data trains on the image protocol's defaults (no preset given), else None."""
+    if args.preset or args.resume or config.dataset not in DATASETS:
+        return None
+    if DATASETS.entry(config.dataset).meta.get("inputs") not in ("tokens", "trees"):
+        return None
+    return (
+        f"note: no --preset: {config.dataset} trains with the image protocol's defaults (optimizer "
+        f"{config.optimizer}, lr {config.lr}, {config.lr_schedule} schedule, the last epoch kept); `--preset text` "
+        "is the paper's text protocol for your own text (Adam 1e-3, the best validation epoch)"
+    )
+
+
+def temperature_notes(report: dict[str, Any]) -> list[str]:
+    """Warnings on the report's main temperature: at the edge of its search range, or fitted on few samples."""
+    method = report.get("ts_method", "nll")
+    fit = (report.get("temperature") or {}).get(method, {})
+    notes = []
+    if fit.get("at_bound"):
+        notes.append(
+            f"note: the temperature ({method}) stopped at the edge of its search range: it is not a minimum there; "
+            "read the calibrated numbers with care"
+        )
+    n_val = report.get("n_val")
+    if isinstance(n_val, int) and n_val < 100:
+        notes.append(
+            f"note: the temperature was fitted on {n_val} validation samples: it is uncertain (give a larger "
+            "--val-size)"
+        )
+    return notes
 
 
 def print_summary(run_dir: str | Path, report: dict[str, Any]) -> None:
@@ -186,6 +220,8 @@ def print_summary(run_dir: str | Path, report: dict[str, Any]) -> None:
         f"test error {100 * b['error']:.2f}%  NLL {b['nll']:.4f} -> {a['nll']:.4f}  "
         f"ECE {100 * b['ece']:.2f}% -> {100 * a['ece']:.2f}% (T={t:.3f})  report: {Path(run_dir) / REPORT_MD}"
     )
+    for note in temperature_notes(report):
+        echo(note)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -194,6 +230,9 @@ def run(args: argparse.Namespace) -> int:
     except CheckpointError as exc:
         raise CheckpointError(f"{exc}; cannot resume without the run's configuration") from None
     config.validate()  # a bad value is one line here, before the folder is touched or data loaded
+    note = text_defaults_note(args, config)
+    if note and is_main_process():
+        echo(note)
     resolve_device(config.device)  # likewise a device this machine lacks (--device cuda without a GPU)
     folder = RunFolder(args.out)
     nothing = (

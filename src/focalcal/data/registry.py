@@ -249,6 +249,12 @@ def _load_user_text(kind: str) -> Callable[..., Any]:
     return load
 
 
+def _as_delimiter(value: Any) -> str:
+    from .text.user import parse_delimiter
+
+    return parse_delimiter(value)
+
+
 def _count_or_fraction(value: Any) -> int | float:
     number = float(value)
     return int(number) if number >= 1 and number.is_integer() else number
@@ -273,6 +279,7 @@ register_dataset(
         "test": as_str,
         "text_column": as_str,
         "label_column": as_str,
+        "delimiter": _as_delimiter,
         "test_split": _count_or_fraction,
     },
     load=_load_user_text("textfile"),

@@ -324,5 +324,13 @@ def evaluate_run(
     if data is None:
         cfg = run.config if data_dir is None else run.config.replace(data_dir=data_dir)
         where = cfg.data_dir
-        data = prepare_data(cfg, word_vectors=False)  # the model's word vectors are in its checkpoint
+        try:
+            data = prepare_data(cfg, word_vectors=False)  # the model's word vectors are in its checkpoint
+        except DataError as exc:
+            if data_dir is None and cfg.data_dir:  # the location came from the run, not from the user
+                raise DataError(
+                    f"{exc} (the data location {cfg.data_dir!r} is the one recorded in the run; give --data-dir "
+                    "where the data is now)"
+                ) from None
+            raise
     return evaluate(run, data, settings=settings, dist=dist, where=where)

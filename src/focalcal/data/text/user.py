@@ -6,8 +6,9 @@ split (or on everything with ``fit_on="all"``), ids padded / truncated at the fr
 - ``textfolder``: ``<root>/{train,test}/<class>/*.txt`` (the given test split kept), or ``<root>/<class>/*.txt``
   split with a seed. Classes are the folder names, sorted.
 - ``textfile``: a ``.csv`` / ``.tsv`` file with a header row, or a JSON-lines file (``.jsonl`` / ``.ndjson`` /
-  ``.json``, one object per line), with a text column and a label column (``text_column`` / ``label_column``);
-  train and test as two files, or one file split with a seed. Classes are the distinct labels, sorted
+  ``.json``, one object per line), with a text column and a label column (``text_column`` / ``label_column``;
+  a table's separator is its suffix's, or ``delimiter``); train and test as two files, or one file split with a
+  seed. Classes are the distinct labels, sorted
   (numerically when every label is an integer).
 
 Splits made with a seed shuffle with numpy's ``RandomState(seed)``: the test split is the last
@@ -20,6 +21,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -30,10 +32,20 @@ import numpy as np
 from ...errors import DataError
 from .base import TextSplits, seeded_permutation, sequence_splits
 
-__all__ = ["TextOptions", "load_text_file", "load_text_folder", "read_text_file", "read_text_folder"]
+__all__ = [
+    "TextOptions",
+    "load_text_file",
+    "load_text_folder",
+    "parse_delimiter",
+    "read_text_file",
+    "read_text_folder",
+]
 
 TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t"}
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
+#: Separators a one-column header is checked for, to tell that a table's ``delimiter`` is another one.
+_LIKELY_DELIMITERS = (";", "\t", ",", "|")
+_TAB_NAMES = ("tab", "\\t", "\t")
 
 
 @dataclass(frozen=True)
@@ -74,13 +86,45 @@ class TextOptions:
         return cls(**options)
 
 
+def parse_delimiter(value: Any) -> str:
+    """A table's column separator from its spelling: one character (``";"``, ``"|"``), or ``"tab"`` / ``"\\t"``
+    (backslash and t, as typed on a command line) / a tab character for tabs; surrounding whitespace and one
+    pair of quotes (``"';'"``) are dropped.
+
+    Raises:
+        DataError: anything else (empty, several characters, a quote, a line break), naming what to pass.
+    """
+    if not isinstance(value, str):
+        raise DataError(f"delimiter must be a string such as ';' or tab; got {value!r}")
+    text = value if value == "\t" else value.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        text = text[1:-1]
+    if text.lower() in _TAB_NAMES:
+        return "\t"
+    if len(text) != 1 or text in '"\r\n':
+        raise DataError(f"delimiter must be one character (e.g. ';' or '|') or tab; got {value!r}")
+    return text
+
+
+def _spell_delimiter(delimiter: str) -> str:
+    """How to pass ``delimiter`` on the command line."""
+    return "tab" if delimiter == "\t" else repr(delimiter)
+
+
+def _check_classes(where: str, classes: list[str], fix: str) -> None:
+    if len(classes) < 2:
+        raise DataError(
+            f"{where} has {len(classes)} class ({', '.join(classes)}); classification needs two or more: {fix}"
+        )
+
+
 def _decode(data: bytes, encoding: str, where: str) -> str:
     try:
         return data.decode(encoding)
     except UnicodeDecodeError as exc:
         raise DataError(
             f"{where} is not {encoding} text (undecodable byte at offset {exc.start}); pass its encoding "
-            "(e.g. encoding='latin-1') or re-save it as UTF-8"
+            "(e.g. --data-opt encoding=latin-1) or re-save it as UTF-8"
         ) from None
     except LookupError:
         raise DataError(
@@ -94,30 +138,60 @@ def read_text_folder(
     """``(classes, texts, labels int64 [n])`` of ``folder/<class>/*<suffix>`` (classes sorted, files sorted).
 
     Raises:
-        DataError: the folder is missing or has no class folders, a class folder holds no ``suffix`` file
-            (named), or a file cannot be read or decoded (named).
+        DataError: the path is a file or is missing, the folder has no class folders, a class folder holds no
+            ``suffix`` file (named; with the ``suffix`` option to pass when its files have another one), a file
+            cannot be read or decoded (named), or documents are empty or blank (the first named, with their count).
     """
     folder = Path(folder)
+    if folder.is_file():
+        raise DataError(
+            f"{folder} is a file, not a folder of class folders: for a CSV / TSV / JSON-lines file use "
+            "--dataset textfile"
+        )
     if not folder.is_dir():
         raise DataError(f"{folder} does not exist: expected {folder}/<class>/<document>{suffix}")
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise DataError(f"no class folders in {folder}: expected {folder}/<class>/<document>{suffix}")
-    texts, labels = [], []
+    texts, labels, empty = [], [], []
     for label, name in enumerate(classes):
-        files = sorted(p for p in (folder / name).iterdir() if p.is_file() and p.name.endswith(suffix))
+        present = [p for p in (folder / name).iterdir() if p.is_file() and not p.name.startswith(".")]
+        files = sorted(p for p in present if p.name.endswith(suffix))
         if not files:
+            others = Counter(p.suffix for p in present if p.suffix)
+            hint = ""
+            if others:
+                other = others.most_common(1)[0][0]
+                hint = f" (it holds {other} files: pass --data-opt suffix={other} to read them)"
             raise DataError(
-                f"class folder {folder / name} holds no {suffix} file; add documents or remove the empty folder"
+                f"class folder {folder / name} holds no {suffix} file{hint}; add documents or remove the empty folder"
             )
         for f in files:
             try:
                 data = f.read_bytes()
             except OSError as exc:
                 raise DataError(f"cannot read {f}: {exc}") from None
-            texts.append(_decode(data, encoding, str(f)))
+            text = _decode(data, encoding, str(f))
+            if _is_blank(text):
+                empty.append(f)
+            texts.append(text)
             labels.append(label)
+    if empty:
+        raise DataError(
+            f"{empty[0]} is empty ({len(empty)} of the {len(texts)} documents in {folder} are empty or blank); "
+            "an empty document cannot be classified: remove them or fill them"
+        )
     return classes, texts, np.asarray(labels, dtype=np.int64)
+
+
+def _holds_folders(path: Path) -> bool:
+    """Whether ``path`` is a folder holding a folder (a split's class folders, not a class's documents)."""
+    return path.is_dir() and any(p.is_dir() and not p.name.startswith(".") for p in path.iterdir())
+
+
+def _is_blank(text: str) -> bool:
+    """No character but whitespace and byte-order marks."""
+    return not text.replace("\ufeff", "").strip()
 
 
 def read_text_file(
@@ -126,14 +200,26 @@ def read_text_file(
     text_column: str = "text",
     label_column: str = "label",
     encoding: str = "utf-8",
+    delimiter: str | None = None,
 ) -> tuple[list[str], list[str]]:
     """``(texts, labels as strings)`` of a CSV / TSV file with a header row or a JSON-lines file.
 
+    ``delimiter``: a table's column separator (any spelling :func:`parse_delimiter` takes); ``None``: the
+    suffix's (``.csv`` comma, ``.tsv`` tab).
+
     Raises:
-        DataError: the file is missing, unreadable or not ``encoding``, has an unknown suffix, lacks a column
-            (lists the columns it has), or a row has no label or is not a JSON object (names file:line).
+        DataError: the path is a folder or is missing, the file is unreadable or not ``encoding``, has an
+            unknown suffix, lacks a column (lists the columns it has; names the separator to pass when its
+            one-column header holds another), a row has no label, an empty or blank text, or is not a JSON
+            object (names file:line; for empty texts the first, with their count), or ``delimiter`` is given
+            for a JSON-lines file or is not one character.
     """
     path = Path(path)
+    if path.is_dir():
+        raise DataError(
+            f"{path} is a folder, not a CSV / TSV / JSON-lines file: for class folders of text files use "
+            "--dataset textfolder"
+        )
     if not path.is_file():
         raise DataError(f"text file {path} not found")
     suffix = path.suffix.lower()
@@ -150,8 +236,11 @@ def read_text_file(
     if text.startswith("\ufeff"):
         text = text[1:]
     rows: list[tuple[int, dict[str, Any]]] = []
+    if delimiter is not None and suffix in JSONL_SUFFIXES:
+        raise DataError(f"{path} is JSON lines: the delimiter option is for .csv / .tsv files only; drop it")
+    sep = TABLE_SUFFIXES.get(suffix, ",") if delimiter is None else parse_delimiter(delimiter)
     if suffix in TABLE_SUFFIXES:
-        reader = csv.DictReader(text.splitlines(), delimiter=TABLE_SUFFIXES[suffix])
+        reader = csv.DictReader(text.splitlines(), delimiter=sep)
         columns = list(reader.fieldnames or [])
         try:
             rows = [(reader.line_num, row) for row in reader]
@@ -174,11 +263,15 @@ def read_text_file(
         raise DataError(f"{path} holds no rows")
     for col, what in ((text_column, "text_column"), (label_column, "label_column")):
         if col not in columns:
-            raise DataError(
-                f"{path} has no column {col!r}; its columns are {', '.join(map(repr, columns[:10]))}: "
-                f"name the right one with {what}=NAME"
-            )
-    texts, labels = [], []
+            found = f"{path} has no column {col!r}; its columns are {', '.join(map(repr, columns[:10]))}"
+            other = _other_delimiter(columns, sep) if suffix in TABLE_SUFFIXES else None
+            if other is not None:
+                raise DataError(
+                    f"{found}: the file seems to be separated by {'tabs' if other == chr(9) else repr(other)}: "
+                    f"pass --data-opt delimiter={_spell_delimiter(other)}"
+                )
+            raise DataError(f"{found}: name the right one with --data-opt {what}=NAME")
+    texts, labels, empty = [], [], []
     for line, row in rows:
         label = row.get(label_column)
         if label is None or (isinstance(label, str) and not label.strip()):
@@ -188,7 +281,23 @@ def read_text_file(
         value = row.get(text_column)
         texts.append("" if value is None else str(value))
         labels.append(str(label).strip())
+        if _is_blank(texts[-1]):
+            empty.append(line)
+    if empty:
+        raise DataError(
+            f"{path}:{empty[0]}: empty text in the column {text_column!r} ({len(empty)} of the {len(rows)} rows "
+            "have an empty or blank text); an empty document cannot be classified: remove them or fill them"
+        )
     return texts, labels
+
+
+def _other_delimiter(columns: list[str], delimiter: str) -> str | None:
+    """The separator a one-column header seems to use instead of ``delimiter`` (the likeliest one it holds)."""
+    if len(columns) != 1:
+        return None
+    counts = {d: columns[0].count(d) for d in _LIKELY_DELIMITERS if d != delimiter}
+    best = max(counts, key=counts.__getitem__)
+    return best if counts[best] else None
 
 
 def _sort_classes(labels: set[str]) -> list[str]:
@@ -265,13 +374,22 @@ def load_text_folder(root: str | os.PathLike, *, suffix: str = ".txt", **options
         :class:`TextSplits` named ``"textfolder"`` (inputs int64 ``[N, maxlen]``).
 
     Raises:
-        DataError: missing folder, no class folders, an empty class folder, an undecodable file (each named),
-            train / test with different classes, split sizes that leave no training data, or an unknown option.
+        DataError: as :func:`read_text_folder` (a file instead of a folder, a missing folder, no class folders,
+            an empty class folder, an undecodable file, empty documents), a ``train/`` of class folders without
+            ``test/`` or the reverse, train / test with different classes, fewer than two classes, split sizes
+            that leave no training data, or an unknown option.
     """
     opts = TextOptions.from_keywords("textfolder", options)
     encoding, seed, val_size, test_size = opts.encoding, opts.seed, opts.val_size, opts.test_size
     root = Path(root).expanduser()
-    if (root / "train").is_dir() and (root / "test").is_dir():
+    given = {name: _holds_folders(root / name) for name in ("train", "test")}
+    if given["train"] != given["test"]:
+        present, missing = ("train", "test") if given["train"] else ("test", "train")
+        raise DataError(
+            f"{root} has {present}/ but no {missing}/ folder: use {root}/train/<class>/*{suffix} with "
+            f"{root}/test/<class>/*{suffix}, or {root}/<class>/*{suffix} (split with a seed)"
+        )
+    if given["train"]:
         classes, train_texts, train_labels = read_text_folder(root / "train", encoding=encoding, suffix=suffix)
         test_classes, test_texts, test_labels = read_text_folder(root / "test", encoding=encoding, suffix=suffix)
         if test_classes != classes:
@@ -286,6 +404,7 @@ def load_text_folder(root: str | os.PathLike, *, suffix: str = ".txt", **options
         classes, texts, labels = read_text_folder(root, encoding=encoding, suffix=suffix)
         idx = _holdout(len(texts), 0, seed, val_size, test_size, str(root))
         split = {"method": "one folder shuffled; test = last test_size, val = the val_size before, train = the rest"}
+    _check_classes(str(root), classes, f"add a folder of {suffix} documents per class")
     meta = {"source": str(root), "reading": f"{encoding} files *{suffix}", "split": split}
     return _finish("textfolder", classes, texts, labels, idx, meta, opts)
 
@@ -296,6 +415,7 @@ def load_text_file(
     *,
     text_column: str = "text",
     label_column: str = "label",
+    delimiter: str | None = None,
     **options: Any,
 ) -> TextSplits:
     """Labelled texts from a CSV / TSV / JSON-lines file, as token-id sequences (``textfile``; module docstring).
@@ -304,6 +424,8 @@ def load_text_file(
         train: the training file, or the only file (then split with ``seed``).
         test: the test file, or ``None``.
         text_column, label_column: the columns (CSV header names, JSON keys) of the text and the label.
+        delimiter: the tables' column separator (``";"``, ``"|"``, ``"tab"``: :func:`parse_delimiter`); ``None``:
+            by suffix (``.csv`` comma, ``.tsv`` tab). Not for JSON lines.
         **options: the keywords of :class:`TextOptions`, as :func:`load_text_folder` (``test_size``: used
             without a test file only).
 
@@ -316,12 +438,12 @@ def load_text_file(
     """
     opts = TextOptions.from_keywords("textfile", options)
     encoding = opts.encoding
-    texts, raw = read_text_file(train, text_column=text_column, label_column=label_column, encoding=encoding)
+    delimiter = None if delimiter is None else parse_delimiter(delimiter)
+    reading = {"text_column": text_column, "label_column": label_column, "encoding": encoding, "delimiter": delimiter}
+    texts, raw = read_text_file(train, **reading)
     n_test = 0
     if test is not None:
-        test_texts, test_raw = read_text_file(
-            test, text_column=text_column, label_column=label_column, encoding=encoding
-        )
+        test_texts, test_raw = read_text_file(test, **reading)
         unknown = sorted(set(test_raw) - set(raw))
         if unknown:
             raise DataError(
@@ -330,8 +452,7 @@ def load_text_file(
             )
         texts, raw, n_test = texts + test_texts, raw + test_raw, len(test_texts)
     classes = _sort_classes(set(raw))
-    if len(classes) < 2:
-        raise DataError(f"{train} has {len(classes)} class ({', '.join(classes)}); classification needs two or more")
+    _check_classes(str(train), classes, f"the label column {label_column!r} needs two or more values")
     index = {c: i for i, c in enumerate(classes)}
     labels = np.asarray([index[c] for c in raw], dtype=np.int64)
     idx = _holdout(len(texts), n_test, opts.seed, opts.val_size, opts.test_size, str(train))
@@ -349,7 +470,8 @@ def load_text_file(
     )
     meta = {
         "source": where,
-        "reading": f"{encoding}; text column {text_column!r}, label column {label_column!r}",
+        "reading": f"{encoding}; text column {text_column!r}, label column {label_column!r}"
+        + ("" if delimiter is None else f", separated by {_spell_delimiter(delimiter)}"),
         "split": split,
     }
     return _finish("textfile", classes, texts, labels, idx, meta, opts)
