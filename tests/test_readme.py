@@ -67,7 +67,12 @@ def test_the_readme_train_command_runs(cifar_subset_root, tmp_path, monkeypatch,
                 shutil.copy(f, dst / f.name)
     _run(_commands()[2], "--no-progress", "--epochs", "2")
     config = json.loads((tmp_path / "runs" / "mine" / "config.json").read_text())
-    wanted = {"dataset": "imagefolder", "data_dir": "my_images", "image_size": 32, "model": "timm:resnet18"}
+    wanted = {
+        "dataset": "imagefolder",
+        "data_dir": str((tmp_path / "my_images").resolve()),  # the relative path as given, stored absolute
+        "image_size": 32,
+        "model": "timm:resnet18",
+    }
     assert {k: config[k] for k in wanted} == wanted and config["model_options"] == {"cifar_stem": True}
     report = json.loads((tmp_path / "runs" / "mine" / "report.json").read_text())
     assert (report["loss"], report["epochs_trained"], report["n_test"]) == ("flsd53", 2, 4)
