@@ -32,6 +32,13 @@ _NONE = object()
 _SYMBOLS = {"gamma": "γ", "lam": "λ"}
 
 
+def ascii_label(label: str) -> str:
+    """A label with its option symbols spelled out, for file names: ``"MMCE (λ=1)"`` -> ``"MMCE (lam=1)"``."""
+    for name, symbol in _SYMBOLS.items():
+        label = label.replace(symbol, name)
+    return label
+
+
 def option_suffix(options: Mapping[str, Any]) -> str:
     """``{"lam": 2, "margin": 5}`` -> ``" (λ=2, margin=5)"``; empty options give ``""``."""
     if not options:

@@ -373,3 +373,17 @@ def test_concurrent_summary_writes_keep_every_record(tmp_path):
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
     names = [r["name"] for r in json.loads((tmp_path / "sweep.json").read_text())]
     assert sorted(names) == sorted(f"job{i}-{k}" for i in range(2) for k in range(30))
+
+
+def test_an_export_names_a_loss_with_options_in_plain_ascii(tmp_path):
+    """``MMCE (λ=4)`` becomes the folder ``MMCE_lam=4``: no symbol a shell or another file system mangles."""
+    from focalcal.registry import ascii_label
+
+    assert ascii_label("MMCE (λ=4)") == "MMCE (lam=4)" and ascii_label("FL (γ=2.5)") == "FL (gamma=2.5)"
+    run = _run_folder(tmp_path / "src" / "mmce", "mmce_weighted", 1, 0.2)
+    for name in ("config.json", "report.json"):
+        d = json.loads((run / name).read_text())
+        d["loss_options"] = {"lam": 4.0}
+        (run / name).write_text(json.dumps(d))
+    (exported,) = export_summaries(T.build([str(tmp_path / "src")], bootstrap=False), tmp_path / "page")
+    assert exported == tmp_path / "page" / "cifar10" / "resnet20" / "MMCE_lam=4" / "seed1"

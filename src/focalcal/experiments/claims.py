@@ -45,6 +45,7 @@ from ..evaluation.runlog import curves_of, read_runs
 from ..losses.analysis import g_table
 from ..metrics.intervals import MIN_SEEDS, NONNEGATIVE, UNBOUNDED, UNIT_RANGE, difference_bounds, seed_interval
 from ..plots import g_figure, nll_entropy_figure, nll_over_epochs_figure, save_figure, weight_norm_figure
+from ..registry import ascii_label
 from .table import RunResult, Tables, build, csv_rows, fig6, fig7, fig7_name, markdown
 
 FOCAL = ("FL-3", "FLSD-53")
@@ -466,7 +467,7 @@ def export_summaries(tables: Tables, dest, *, overwrite: bool = False, sources: 
     earlier = _check_destination(tables, dest, sources=sources, overwrite=overwrite)
     targets = []  # every target checked before anything is removed
     for (dataset, model, label), runs in tables.groups.items():
-        slug = re.sub(r"[^A-Za-z0-9.=,+-]+", "_", label).strip("_")
+        slug = re.sub(r"[^A-Za-z0-9.=,+-]+", "_", ascii_label(label)).strip("_")
         for r in runs:
             target = dest / dataset / model / slug / f"seed{r.seed}"
             if target in (t for t, _ in targets):

@@ -53,7 +53,8 @@ DEPARTURES = (
     "Departures from the paper:",
     "",
     "- Word vectors: GloVe 6B 50-d (the only copy reachable offline) instead of 6B 100-d (20 Newsgroups) and 840B "
-    "300-d (SST); the 6B vectors are lower-case, so SST's cased words are looked up lower-cased. "
+    "300-d (SST), so the CNN's first convolution and the Tree-LSTM take 50 input features; the 6B vectors are "
+    "lower-case, so SST's cased words are looked up lower-cased: a likely cause of our errors above the paper's. "
     "`--embeddings PATH` takes the paper's files.",
     "- Vocabulary: fitted on all documents, test included, as the paper did (`fit_on=all`; focalcal's default "
     "is the training split).",
@@ -61,7 +62,12 @@ DEPARTURES = (
     "outside our interval by seed noise alone.",
     "- Where the paper is silent we follow the authors' text code: FLSD-53 switches at p = 0.19 on 20 "
     "Newsgroups (0.2 kept on SST), FLSc-531 switches at epochs 14/35 of 50 and 3/7 of 25, MMCE's weight is 2 "
-    "on 20 Newsgroups (they tried 2 and 8) and 1 on SST; 20 Newsgroups keeps its last partial batch.",
+    "on 20 Newsgroups (they tried 2 and 8) and 1 on SST; label smoothing is summed over the batch on 20 "
+    "Newsgroups.",
+    "- 20 Newsgroups keeps its last partial batch of 122 documents (15,098 = 117 x 128 + 122), which the authors drop.",
+    "- Training precision: each run trains in the precision focalcal measured fastest on its machine (the setup "
+    "lines say which); the paper trained in float32. The effect of bfloat16 on these text numbers is not "
+    "measured here (`--no-amp` trains in float32); evaluation is float32.",
     "- SST's out-of-vocabulary word vectors are drawn once (seed 0) and are the same in every run (the "
     "authors' code set no seed): our intervals leave out that source of variation.",
     "- SST batches: a batch's loss is divided by the trees it holds (the authors divide by 25 always, which "
@@ -321,7 +327,9 @@ def text_page(tables: Tables, *, not_run: dict[str, str] | None = None) -> str:
         "Our numbers: the mean over seeds with a 95% t-interval over the seeds, clipped to the quantity's range "
         "(no interval below 3 seeds), on the test split. Beside each, the paper's published number (Table 1 "
         "and the error table; `?`: uncertain, not confirmed by a second source) and whether it lies inside our "
-        "interval (✓ inside, ✗ outside, nothing: no interval). With 3 seeds the interval's half-width is 4.30 "
+        "interval (✓ inside, ✗ outside, nothing: no interval). Errors and ECEs are in %, differences in "
+        "percentage points, NLL in nats. The intervals cover seed-to-seed variation only: every run has the same "
+        "split and test set. With 3 seeds the interval's half-width is 4.30 "
         "standard errors, so ✓ says our runs do not contradict the published number, not that they confirm it; "
         'a claim that only needs "at least as good" is "not refuted" when no difference is shown. '
         "AdaECE, Classwise-ECE and NLL are the paper's "
@@ -355,7 +363,15 @@ def text_page(tables: Tables, *, not_run: dict[str, str] | None = None) -> str:
         if missing:
             parts += [f"Not run yet: {', '.join(missing)} (`make reproduce-text` runs them; resumable).", ""]
     claims = text_claims(tables)
-    parts += ["## The paper's text claims", ""]
+    parts += [
+        "## The paper's text claims",
+        "",
+        "Each difference is paired by seed (a seed gives both losses the same initialisation and batch order): "
+        "the mean of the per-seed differences with a 95% t-interval over them. The claim holds when the interval "
+        'lies on its side of 0, fails when it lies on the other side, and is "not shown" when it contains 0. '
+        "No correction is made for the number of comparisons.",
+        "",
+    ]
     if not claims:
         parts += ["No claim can be measured yet: it needs CE and a focal loss on the same seeds.", ""]
     for c in claims:
